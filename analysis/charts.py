@@ -1,0 +1,288 @@
+"""Charts of the incident: matplotlib, object-oriented, byte-identical on a re-run.
+
+Every chart takes small aggregated frames (never raw rows), draws on an ``ax`` it is given
+or creates its own figure, and has a title that states the finding. :func:`save_figure`
+writes PNG and SVG without dates, with a fixed hash salt, font and DPI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "svg.hashsalt": "postmortem-lab",
+    "svg.fonttype": "path",
+    "path.simplify": True,
+}
+DPI = 110
+SYSTEM = "#c0392b"
+USER = "#7f8c8d"
+QUERY = "#2c7fb8"
+LATENCY = "#8e44ad"
+BYPASS = "#d35400"
+DECLARED = "#f1c40f"
+DETECTED = "#2c3e50"
+KIND_COLOURS = {
+    "change": "#8e44ad",
+    "detection": "#c0392b",
+    "escalation": "#d35400",
+    "mitigation": "#27ae60",
+    "resolution": "#2980b9",
+    "note": "#7f8c8d",
+}
+
+matplotlib.rcParams.update(STYLE)
+
+
+def save_figure(fig: Figure, path: Path, *, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``path.png`` and ``path.svg`` with no date or software in metadata.
+
+    Returns the files written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        target = path.with_suffix("." + fmt)
+        metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}.get(fmt)
+        with matplotlib.rc_context(STYLE):
+            fig.savefig(target, format=fmt, dpi=DPI, metadata=metadata)
+        out.append(target)
+    return out
+
+
+def _new(ax: Axes | None, size: tuple[float, float] = (10, 4)) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _time_axis(ax: Axes) -> None:
+    ax.xaxis.set_major_locator(mdates.HourLocator())
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    ax.set_xlabel("time (UTC)")
+
+
+def shade_windows(
+    ax: Axes,
+    *,
+    declared: tuple[datetime, datetime],
+    detected: tuple[datetime, datetime] | None = None,
+    label: bool = True,
+) -> None:
+    """Shade the declared window and outline the detected one."""
+    ax.axvspan(*declared, color=DECLARED, alpha=0.18, lw=0,
+               label="declared window" if label else None)
+    if detected is not None:
+        ax.axvspan(*detected, fill=False, ec=DETECTED, lw=1.2, ls="--",
+                   label="detected window" if label else None)
+
+
+def mark_events(ax: Axes, events: pd.DataFrame, *, labels: bool = True) -> None:
+    """Vertical lines at the responders' events, with labels that do not overlap.
+
+    Labels are stacked in rows: an event whose label would run into the previous one in the
+    same row moves down a row.
+    """
+    if events is None or events.empty:
+        return
+    xmin, xmax = ax.get_xlim()
+    span = max(xmax - xmin, 1e-9)
+    rows_end: list[float] = []
+    for ev in events.itertuples():
+        x = mdates.date2num(ev.ts)
+        colour = KIND_COLOURS.get(ev.kind, "#555555")
+        ax.axvline(x, color=colour, lw=1, alpha=0.8)
+        if not labels:
+            continue
+        text = f"{ev.ts:%H:%M} {ev.kind}: {ev.text or ''}"
+        if len(text) > 48:
+            text = text[:47] + "…"
+        width = len(text) * 0.0062 * span  # about one character of 9-pt text on a 10-in axis
+        row = next((i for i, end in enumerate(rows_end) if x > end), len(rows_end))
+        if row == len(rows_end):
+            rows_end.append(0.0)
+        rows_end[row] = x + width
+        ax.annotate(
+            text,
+            xy=(x, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -10 - 11 * row),
+            textcoords="offset points",
+            fontsize=7,
+            color=colour,
+            va="top",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )
+
+
+def plot_overview(
+    series: pd.DataFrame,
+    *,
+    declared: tuple[datetime, datetime],
+    detected: tuple[datetime, datetime] | None,
+    events: pd.DataFrame,
+    title: str,
+) -> Figure:
+    """Three stacked panels on one UTC axis: error rate, queries per auth, DB p95 latency."""
+    fig = Figure(figsize=(11, 8.5), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
+    t = pd.to_datetime(series["bucket"])
+    ax = axes[0]
+    ax.stackplot(
+        t,
+        100 * series["system_error_rate"].fillna(0).astype(float),
+        100 * series["user_error_rate"].fillna(0).astype(float),
+        colors=[SYSTEM, USER],
+        labels=["system errors", "user errors"],
+        alpha=0.85,
+        lw=0,
+    )
+    ax.set_ylabel("auth error rate (%)")
+    ax.set_ylim(0, max(5, 100 * float(series["error_rate"].fillna(0).max()) * 1.25 + 10))
+    ax = axes[1]
+    ax.plot(t, series["queries_per_auth"].astype(float), color=QUERY, lw=1.2)
+    ax.set_ylabel("DB queries per auth attempt")
+    ax.set_ylim(0, None)
+    ax = axes[2]
+    ax.plot(t, series["latency_p95_ms"].astype(float), color=LATENCY, lw=1.2)
+    ax.set_yscale("log")
+    ax.set_ylabel("DB latency p95 (ms, log)")
+    for i, ax in enumerate(axes):
+        shade_windows(ax, declared=declared, detected=detected, label=i == 0)
+    _time_axis(axes[2])
+    for ax in axes:
+        ax.set_xlim(t.min(), t.max())
+    for i, ax in enumerate(axes):
+        mark_events(ax, events, labels=i == 0)
+    axes[0].legend(loc="upper right", fontsize=8, ncols=4)
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    return fig
+
+
+def plot_error_codes(
+    codes: pd.DataFrame,
+    *,
+    declared: tuple[datetime, datetime],
+    title: str,
+    ax: Axes | None = None,
+) -> Axes:
+    """Failures per bucket, one line per error code."""
+    fig, ax = _new(ax)
+    if not codes.empty:
+        wide = codes.pivot_table(
+            index="bucket", columns="error_code", values="failures", aggfunc="sum"
+        ).fillna(0)
+        order = wide.sum().sort_values(ascending=False).index
+        for code in order:
+            ax.plot(pd.to_datetime(wide.index), wide[code], lw=1, label=code)
+        ax.legend(fontsize=8, loc="upper right")
+    shade_windows(ax, declared=declared, label=False)
+    ax.set_ylabel("failures per bucket")
+    _time_axis(ax)
+    ax.set_title(title, loc="left")
+    return ax
+
+
+def plot_fingerprints(
+    fps: pd.DataFrame, *, title: str, ax: Axes | None = None, width: int = 70
+) -> Axes:
+    """Per-auth rate of the top fingerprints, baseline beside incident."""
+    fig, ax = _new(ax, (10, 4.5))
+    top = fps.head(8).iloc[::-1]
+    y = np.arange(len(top))
+    labels = [f if len(f) <= width else f[: width - 1] + "…" for f in top["fingerprint"]]
+    ax.barh(y - 0.2, top["baseline_per_auth"].fillna(0), 0.4, color=USER, label="baseline")
+    ax.barh(y + 0.2, top["incident_per_auth"].fillna(0), 0.4, color=SYSTEM, label="incident")
+    ax.set_yticks(y, labels, fontsize=7, family="DejaVu Sans Mono")
+    ax.set_xlabel("queries per auth attempt")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, loc="left")
+    ax.grid(axis="y", visible=False)
+    return ax
+
+
+def plot_affected_users(
+    first_failures: pd.DataFrame,
+    *,
+    declared: tuple[datetime, datetime],
+    title: str,
+    ax: Axes | None = None,
+) -> Axes:
+    """Cumulative count of users with their first system failure by then."""
+    fig, ax = _new(ax)
+    if not first_failures.empty:
+        t = pd.to_datetime(first_failures["bucket"])
+        ax.step(t, first_failures["users"].cumsum(), where="post", color=SYSTEM, lw=1.5)
+    shade_windows(ax, declared=declared, label=False)
+    ax.set_ylabel("users affected (cumulative)")
+    ax.set_ylim(0, None)
+    _time_axis(ax)
+    ax.set_title(title, loc="left")
+    return ax
+
+
+def plot_dimensions(dims: pd.DataFrame, *, title: str, ax: Axes | None = None) -> Axes:
+    """Share of system failures against share of attempts, per dimension value."""
+    fig, ax = _new(ax, (10, 4.5))
+    top = dims.head(10).iloc[::-1]
+    y = np.arange(len(top))
+    labels = [f"{d} = {v}" for d, v in zip(top["dimension"], top["value"], strict=True)]
+    ax.barh(y - 0.2, 100 * top["baseline_share"].astype(float), 0.4, color=USER,
+            label="share of attempts in window")
+    ax.barh(y + 0.2, 100 * top["incident_share"].astype(float), 0.4, color=SYSTEM,
+            label="share of system failures in window")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("share (%)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, loc="left")
+    ax.grid(axis="y", visible=False)
+    return ax
+
+
+def plot_bypass(
+    series: pd.DataFrame,
+    *,
+    declared: tuple[datetime, datetime],
+    events: pd.DataFrame,
+    title: str,
+    ax: Axes | None = None,
+) -> Axes:
+    """Logins granted without the database check, per bucket."""
+    fig, ax = _new(ax)
+    t = pd.to_datetime(series["bucket"])
+    ax.fill_between(t, series["bypass_logins"].astype(float), step="post", color=BYPASS,
+                    alpha=0.8, lw=0, label="bypass logins")
+    shade_windows(ax, declared=declared, label=True)
+    ax.set_ylabel("bypass logins per bucket")
+    ax.set_xlim(t.min(), t.max())
+    _time_axis(ax)
+    mark_events(ax, events)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title, loc="left")
+    return ax
+
+
+def hours(n: float) -> timedelta:
+    """A timedelta of ``n`` hours."""
+    return timedelta(hours=n)

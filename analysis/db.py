@@ -1,0 +1,127 @@
+"""The incident database: connection settings and the schema users query from notebooks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from analysis import fingerprint
+
+SCHEMA = """
+create table if not exists sources (
+    source_id integer primary key,
+    kind varchar not null,          -- auth, queries, timeline, server_events
+    path varchar not null,          -- as given on the command line
+    format varchar not null,
+    sha256 varchar not null,
+    rows_read bigint not null,
+    rows_loaded bigint not null,
+    rows_rejected bigint not null,
+    unique (kind, sha256)
+);
+create table if not exists auth_events (
+    source_id integer not null,
+    line bigint not null,
+    ts timestamp not null,          -- UTC
+    user_id varchar not null,
+    outcome varchar not null,       -- success | failure
+    request_id varchar,
+    error_code varchar,
+    latency_ms double,
+    auth_path varchar
+);
+create table if not exists db_queries (
+    source_id integer not null,
+    line bigint not null,
+    ts timestamp not null,          -- UTC
+    duration_ms double not null,
+    statement varchar,
+    fingerprint varchar not null,
+    request_id varchar,
+    caller varchar,
+    db_host varchar,
+    "rows" bigint,
+    error varchar
+);
+create table if not exists timeline (
+    source_id integer not null,
+    line bigint not null,
+    ts timestamp not null,          -- UTC
+    kind varchar not null,
+    text varchar
+);
+create table if not exists rejects (
+    source_id integer not null,
+    source_file varchar not null,
+    line bigint not null,
+    raw varchar,
+    reason varchar not null
+);
+"""
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def connect(
+    database: str | Path,
+    *,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open the incident database with the settings every part of the project relies on.
+
+    Times are stored as UTC ``timestamp``; the session time zone is UTC so that casts of
+    zoned values never depend on the machine's zone.
+    """
+    config: dict[str, str | int | bool] = {}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = int(threads)
+    con = duckdb.connect(str(database), read_only=read_only, config=config)
+    con.execute("set TimeZone = 'UTC'")
+    fingerprint.install(con)
+    if not read_only:
+        con.execute(SCHEMA)
+    return con
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a column name that came from data, after checking it is a plain identifier.
+
+    Raises
+    ------
+    ValueError
+        when ``name`` is not a plain identifier (letters, digits, underscore).
+    """
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain column name: {name!r}")
+    return '"' + name + '"'
+
+
+def is_identifier(name: str) -> bool:
+    """True when ``name`` can be a column of ours (see :func:`quote_identifier`)."""
+    return bool(_IDENTIFIER.fullmatch(name))
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Column names of a table, in order."""
+    rows = con.execute(
+        "select column_name from information_schema.columns "
+        "where table_name = ? order by ordinal_position",
+        [table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def one(con: duckdb.DuckDBPyConnection, query: str, params: object = None) -> tuple | None:
+    """The first row of a query, or None; the result is read to the end.
+
+    DuckDB 2.0 keeps a result open until it is read to the end, and an open result blocks
+    ``register`` and friends on the same connection: ``fetchone()`` alone would leave it open.
+    """
+    rows = con.execute(query, params if params is not None else []).fetchall()
+    return rows[0] if rows else None

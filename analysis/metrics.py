@@ -1,0 +1,260 @@
+"""Figures of the incident, computed in DuckDB from the loaded rows.
+
+Every query reads the temp views that :func:`scope` creates (``v_auth``, ``v_queries``,
+``v_timeline``, ``v_auth_queries``), so a report sees exactly the sources it was given and
+never rows that another run loaded into the same database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import duckdb
+import pandas as pd
+
+from analysis import db
+from analysis.config import BASELINE_GUARD_MINUTES, SQL_DIR, USER_ERROR_CODES
+
+_BUCKET = re.compile(r"\s*(\d+)\s*(s|sec|second|seconds|m|min|minute|minutes|h|hour|hours)\s*")
+
+
+@cache
+def sql(name: str) -> str:
+    """The text of ``analysis/sql/<name>.sql``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, object]):
+    """Execute ``sql/<name>.sql`` with the values it names (DuckDB refuses extra ones)."""
+    text = sql(name)
+    wanted = set(re.findall(r"\$([A-Za-z_]\w*)", text))
+    return con.execute(text, {k: v for k, v in values.items() if k in wanted})
+
+
+def bucket_interval(bucket: str) -> str:
+    """Turn ``1min``, ``30s``, ``1h`` into a DuckDB interval text (``1 minutes``).
+
+    Raises
+    ------
+    ValueError
+        for anything else.
+    """
+    m = _BUCKET.fullmatch(bucket or "")
+    if not m:
+        raise ValueError(f"bucket {bucket!r} is not a duration such as 30s, 1min, 5min or 1h")
+    n, unit = int(m.group(1)), m.group(2)[0]
+    if n <= 0:
+        raise ValueError(f"bucket {bucket!r} must be longer than zero")
+    return f"{n} " + {"s": "seconds", "m": "minutes", "h": "hours"}[unit]
+
+
+def bucket_seconds(bucket: str) -> int:
+    """Length of a bucket in seconds."""
+    n, unit = bucket_interval(bucket).split()
+    return int(n) * {"seconds": 1, "minutes": 60, "hours": 3600}[unit]
+
+
+def parse_instant(text: str | datetime) -> datetime:
+    """An ISO-8601 instant (``Z`` or an offset) as a naive UTC datetime.
+
+    Raises
+    ------
+    ValueError
+        when the text is not an instant with a zone.
+    """
+    if isinstance(text, datetime):
+        value = text
+    else:
+        value = datetime.fromisoformat(str(text).strip().replace("z", "Z"))
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; write it with Z or an offset")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def iso(value: datetime | pd.Timestamp | None) -> str | None:
+    """A naive UTC datetime as ``2024-01-19T10:30:00Z`` (milliseconds only when present)."""
+    if value is None or (isinstance(value, float) and value != value) or pd.isna(value):
+        return None
+    ts = pd.Timestamp(value)
+    if ts.microsecond:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The sources a report is about and how its queries are tied to auth attempts."""
+
+    auth: tuple[int, ...]
+    queries: tuple[int, ...]
+    timeline: tuple[int, ...]
+    #: ``request_id`` (join) or ``caller-ratio`` (fallback when queries carry no request_id)
+    qpa_method: str
+    auth_callers: tuple[str, ...] = ()
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Small SQL helpers shared by the queries in ``analysis/sql``."""
+    con.execute(
+        "create or replace temp macro is_system_failure(outcome, error_code, codes) as "
+        "outcome = 'failure' and (error_code is null or not list_contains(codes, error_code))"
+    )
+    # a keyed hash: without the key a pseudonym cannot be turned back into a user id
+    con.execute(
+        "create or replace temp macro pseudonym(key, uid) as "
+        "'user-' || left(sha256(key || chr(0) || uid), 12)"
+    )
+
+
+def scope(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    auth: Sequence[int] | None = None,
+    queries: Sequence[int] | None = None,
+    timeline: Sequence[int] | None = None,
+    auth_caller: str | None = None,
+) -> Scope:
+    """Create the temp views every figure reads, limited to the given source ids.
+
+    ``None`` means every source of that kind in the database (for exploration).
+    """
+    install_macros(con)
+    ids: dict[str, list[int]] = {}
+    for kind, given in (("auth", auth), ("queries", queries), ("timeline", timeline)):
+        if given is None:
+            rows = con.execute("select source_id from sources where kind = ?", [kind]).fetchall()
+            ids[kind] = [r[0] for r in rows]
+        else:
+            ids[kind] = list(given)
+    con.execute("create or replace temp table _scope (kind varchar, source_id integer)")
+    for kind, values in ids.items():
+        if values:
+            con.executemany("insert into _scope values (?, ?)", [[kind, v] for v in values])
+    for view, table, kind in (
+        ("v_auth", "auth_events", "auth"),
+        ("v_queries", "db_queries", "queries"),
+        ("v_timeline", "timeline", "timeline"),
+    ):
+        con.execute(
+            f"create or replace temp view {view} as select * from {table} "  # noqa: S608
+            f"where source_id in (select source_id from _scope where kind = '{kind}')"
+        )
+    linked = db.one(
+        con,
+        "select count(*) from (select 1 from v_queries q join v_auth a using (request_id) "
+        "limit 1)",
+    )[0]
+    if linked:
+        method, callers = "request_id", ()
+        # a query belongs to the attempt that issued it; it counts in that attempt's period
+        con.execute(
+            "create or replace temp view v_auth_queries as "
+            "select a.ts, q.ts as query_ts, q.fingerprint, q.duration_ms, q.request_id "
+            "from v_queries q join v_auth a using (request_id)"
+        )
+    else:
+        callers = _auth_callers(con, auth_caller)
+        method = "caller-ratio"
+        con.execute("create or replace temp table _auth_callers (caller varchar)")
+        if callers:
+            con.executemany("insert into _auth_callers values (?)", [[c] for c in callers])
+            where = "where caller in (select caller from _auth_callers)"
+        else:
+            where = ""
+        con.execute(
+            "create or replace temp view v_auth_queries as "  # noqa: S608 - fixed text
+            "select ts, ts as query_ts, fingerprint, duration_ms, request_id "
+            f"from v_queries {where}"
+        )
+    return Scope(
+        tuple(ids["auth"]), tuple(ids["queries"]), tuple(ids["timeline"]), method, callers
+    )
+
+
+def _auth_callers(con: duckdb.DuckDBPyConnection, given: str | None) -> tuple[str, ...]:
+    """Which callers' queries stand for the auth service when queries carry no request_id."""
+    if given:
+        return (given,)
+    rows = con.execute(
+        "select distinct caller from v_queries where caller ilike '%auth%' order by caller"
+    ).fetchall()
+    return tuple(r[0] for r in rows)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The analysis parameters that every figure needs."""
+
+    start: datetime
+    end: datetime
+    bucket: str = "1min"
+    user_error_codes: tuple[str, ...] = USER_ERROR_CODES
+    guard_minutes: int = BASELINE_GUARD_MINUTES
+
+    def bind(self, **extra: object) -> dict[str, object]:
+        """The named values the SQL files take."""
+        values: dict[str, object] = {
+            "start": self.start,
+            "end": self.end,
+            "codes": list(self.user_error_codes),
+            "guard": f"{self.guard_minutes} minutes",
+        }
+        values.update(extra)
+        return values
+
+
+def series(con: duckdb.DuckDBPyConnection, params: Params) -> pd.DataFrame:
+    """Per-bucket series over all the data (see ``sql/series.sql``)."""
+    return run(con, "series", params.bind(bucket=bucket_interval(params.bucket))).df()
+
+
+def error_codes(con: duckdb.DuckDBPyConnection, params: Params) -> pd.DataFrame:
+    """Failures per bucket and error code."""
+    return run(con, "error_codes", params.bind(bucket=bucket_interval(params.bucket))).df()
+
+
+def period(con: duckdb.DuckDBPyConnection, params: Params, *, baseline: bool) -> dict:
+    """Figures of the declared window, or of the baseline around it."""
+    cur = run(con, "period", params.bind(baseline=baseline))
+    names = [d[0] for d in cur.description]
+    return dict(zip(names, cur.fetchall()[0], strict=True))
+
+
+def top_fingerprints(
+    con: duckdb.DuckDBPyConnection,
+    params: Params,
+    *,
+    incident_attempts: int,
+    baseline_attempts: int,
+    limit: int = 10,
+) -> pd.DataFrame:
+    """Fingerprints ranked by the rise of their per-auth rate, with their profiles."""
+    return run(
+        con,
+        "fingerprints",
+        params.bind(
+            incident_attempts=incident_attempts, baseline_attempts=baseline_attempts, limit=limit
+        ),
+    ).df()
+
+
+def peak(series_df: pd.DataFrame, params: Params) -> tuple[float | None, datetime | None]:
+    """Highest per-bucket error rate inside the declared window, and its bucket (earliest)."""
+    inside = series_df[
+        (series_df["bucket"] >= params.start)
+        & (series_df["bucket"] < params.end)
+        & (series_df["attempts"] > 0)
+    ]
+    if inside.empty:
+        return None, None
+    idx = inside["error_rate"].astype(float).idxmax()
+    return float(inside.loc[idx, "error_rate"]), inside.loc[idx, "bucket"].to_pydatetime()
+
+
+def minutes(n: float) -> timedelta:
+    """A timedelta of ``n`` minutes."""
+    return timedelta(minutes=n)

@@ -1,0 +1,134 @@
+"""The report's parameters: defaults, a YAML config, flags, and their checks.
+
+The names are the notebook's (CONTRACT section 2); papermill only warns about an unknown
+name, so they are checked here before anything runs.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from analysis import config, metrics
+
+#: every parameter of notebooks/incident_report.ipynb, with its default
+DEFAULTS: dict[str, Any] = {
+    "incident_id": config.DEFAULT_INCIDENT_ID,
+    "incident_start": config.DEFAULT_START,
+    "incident_end": config.DEFAULT_END,
+    "auth_logs": "data/sample/auth_events.jsonl",
+    "query_logs": "data/sample/db_queries.jsonl",
+    "timeline": "data/sample/timeline.yaml",
+    "auth_format": "auto",
+    "query_format": "auto",
+    "database": "data/incident.duckdb",
+    "report_dir": "",
+    "bucket": config.DEFAULT_BUCKET,
+    "redact_users": True,
+    "user_error_codes": list(config.USER_ERROR_CODES),
+    "source_timezone": "UTC",
+}
+#: parameters that say where things are, not what the evidence is: kept out of the manifest
+LOCATIONS = ("database", "report_dir")
+INPUTS = ("auth_logs", "query_logs", "timeline")
+AUTH_FORMATS = ("auto", "jsonl", "csv", "parquet", "sshd")
+QUERY_FORMATS = ("auto", "jsonl", "csv", "parquet", "postgres", "mysql-slow")
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class ParameterError(ValueError):
+    """A parameter is unknown or its value is not usable."""
+
+
+def check_incident_id(value: str) -> str:
+    """An incident id is a plain name: it becomes a folder name under ``reports/``."""
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or ".." in value:
+        raise ParameterError(
+            f"incident_id {value!r} is not a plain name (letters, digits, '.', '_', '-'; "
+            "no slashes, no '..')"
+        )
+    return value
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Parameters from a YAML file (a mapping of parameter names)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ParameterError(f"{path}: no such config file") from exc
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{path}: is not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: a config file is a mapping of parameter names")
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise ParameterError(
+            f"{path}: unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(DEFAULTS)}"
+        )
+    return data
+
+
+def resolve(given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with the given values, every value checked.
+
+    Raises
+    ------
+    ParameterError
+        for an unknown name or an unusable value.
+    """
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
+        )
+    out = dict(DEFAULTS)
+    out.update({k: v for k, v in given.items() if v is not None})
+    check_incident_id(out["incident_id"])
+    for key in ("incident_start", "incident_end"):
+        try:
+            metrics.parse_instant(str(out[key]))
+        except ValueError as exc:
+            raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
+        out[key] = str(out[key])
+    if metrics.parse_instant(out["incident_end"]) <= metrics.parse_instant(out["incident_start"]):
+        raise ParameterError("incident_end must be after incident_start")
+    metrics.bucket_interval(out["bucket"])
+    if out["auth_format"] not in AUTH_FORMATS:
+        raise ParameterError(f"auth_format {out['auth_format']!r}: one of {AUTH_FORMATS}")
+    if out["query_format"] not in QUERY_FORMATS:
+        raise ParameterError(f"query_format {out['query_format']!r}: one of {QUERY_FORMATS}")
+    if isinstance(out["redact_users"], str):
+        out["redact_users"] = out["redact_users"].strip().lower() in ("1", "true", "yes")
+    codes = out["user_error_codes"]
+    if isinstance(codes, str):
+        codes = [c.strip() for c in codes.split(",") if c.strip()]
+    out["user_error_codes"] = list(codes)
+    if not out["report_dir"]:
+        out["report_dir"] = str(Path("reports") / out["incident_id"])
+    return out
+
+
+def resolve_path(value: str) -> str:
+    """A path parameter as the file it names: relative to the working directory, else to
+    the project root (where the sample lives), else as given (the error will name it)."""
+    p = Path(value)
+    if p.is_absolute():
+        return value
+    for base in (Path.cwd(), config.PROJECT_ROOT):
+        candidate = base / p
+        if candidate.exists() or (any(ch in value for ch in "*?[") and glob.glob(str(candidate))):
+            return str(candidate)
+    return value
+
+
+def input_list(value: str | list[str] | None) -> list[str]:
+    """An input parameter as a list of path texts (a string may hold several, comma-free)."""
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]

@@ -1,0 +1,33 @@
+-- The pt-query-digest profile of the auth queries, window beside baseline: per fingerprint,
+-- count, total, mean and p95 time, and queries per auth attempt in each period; ranked by
+-- the rise in per-auth rate.
+with tagged as (
+    select fingerprint, duration_ms,
+           case when ts >= $start and ts < $end then 'incident'
+                when ts < $start - $guard::interval or ts >= $end + $guard::interval then 'baseline'
+           end as period
+    from v_auth_queries
+), per_fp as (
+    select fingerprint,
+           count(*) filter (where period = 'incident') as incident_count,
+           sum(duration_ms) filter (where period = 'incident') as incident_total_ms,
+           avg(duration_ms) filter (where period = 'incident') as incident_mean_ms,
+           quantile_cont(duration_ms, 0.95) filter (where period = 'incident') as incident_p95_ms,
+           count(*) filter (where period = 'baseline') as baseline_count,
+           sum(duration_ms) filter (where period = 'baseline') as baseline_total_ms,
+           avg(duration_ms) filter (where period = 'baseline') as baseline_mean_ms,
+           quantile_cont(duration_ms, 0.95) filter (where period = 'baseline') as baseline_p95_ms
+    from tagged
+    where period is not null
+    group by fingerprint
+), final as (
+    select fingerprint,
+           baseline_count / nullif($baseline_attempts, 0) as baseline_per_auth,
+           incident_count / nullif($incident_attempts, 0) as incident_per_auth,
+           coalesce(incident_count / nullif($incident_attempts, 0), 0)
+               - coalesce(baseline_count / nullif($baseline_attempts, 0), 0) as rise_per_auth,
+           incident_count, incident_total_ms, incident_mean_ms, incident_p95_ms,
+           baseline_count, baseline_total_ms, baseline_mean_ms, baseline_p95_ms
+    from per_fp
+)
+select * from final order by rise_per_auth desc, fingerprint limit $limit

@@ -1,0 +1,226 @@
+"""Known-answer and bulk tests of the ``fingerprint`` DuckDB macro."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from analysis.fingerprint import FINGERPRINT_MACRO, fingerprint, install
+
+PGBENCH_UPDATE = "update pgbench_branches set bbalance = bbalance + ? where bid = ?"
+PGBENCH_INSERT = (
+    "insert into pgbench_history (tid, bid, aid, delta, mtime) "
+    "values (?, ?, ?, ?, current_timestamp)"
+)
+
+# (statement, expected fingerprint); ids name the rule each case pins down.
+KNOWN_ANSWERS = [
+    pytest.param(
+        "UPDATE pgbench_branches SET bbalance = bbalance + 4597 WHERE bid = 1;",
+        PGBENCH_UPDATE,
+        id="pgbench-update",
+    ),
+    pytest.param(
+        "UPDATE pgbench_branches SET bbalance = bbalance + -3686 WHERE bid = 1;",
+        PGBENCH_UPDATE,
+        id="pgbench-update-negative-delta",
+    ),
+    pytest.param(
+        "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2",
+        PGBENCH_UPDATE,
+        id="pgbench-update-bind-placeholders",
+    ),
+    pytest.param(
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
+        "VALUES (2, 1, 72639, -4897, CURRENT_TIMESTAMP);",
+        PGBENCH_INSERT,
+        id="pgbench-insert",
+    ),
+    pytest.param("END;", "end", id="trailing-semicolon"),
+    pytest.param("END", "end", id="no-semicolon"),
+    pytest.param("  END ;  ", "end", id="semicolon-and-spaces"),
+    pytest.param("SELECT * FROM t WHERE a IN (1,2,3)", "select * from t where a in(?+)", id="in"),
+    pytest.param(
+        "select * from t where a in ( 7 )", "select * from t where a in(?+)", id="in-one"
+    ),
+    pytest.param(
+        "SELECT * FROM t WHERE a IN ($1, $2) AND b NOT IN ('x', 'y')",
+        "select * from t where a in(?+) and b not in(?+)",
+        id="in-placeholders-and-not-in",
+    ),
+    pytest.param(
+        "SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c = 1)",
+        "select * from t where a in (select b from u where c = ?)",
+        id="in-subquery-kept",
+    ),
+    pytest.param(
+        "SELECT min(1), join_in(2) FROM t",
+        "select min(?), join_in(?) from t",
+        id="in-inside-identifier-kept",
+    ),
+    pytest.param(
+        "INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'), (3, 'z')",
+        "insert into t (a, b) values(?+)",
+        id="values-multi-row",
+    ),
+    pytest.param(
+        "INSERT INTO t (a, b) VALUES (1, now()), (2, now()) ON CONFLICT DO NOTHING",
+        "insert into t (a, b) values (?, now()) on conflict do nothing",
+        id="values-multi-row-first-row-kept",
+    ),
+    pytest.param(
+        "SELECT 'O''Brien', 'O\\'Brien', 'a\\\\', 'it''s \\'quoted\\''",
+        "select ?, ?, ?, ?",
+        id="escaped-quotes",
+    ),
+    pytest.param(
+        "SELECT '--not a comment', '/* nor this */', '#', 1 -- a comment",
+        "select ?, ?, ?, ?",
+        id="comment-markers-inside-strings",
+    ),
+    pytest.param(
+        'SELECT \'say "hi"\', "Col" FROM t',
+        'select ?, "Col" from t',
+        id="double-quote-inside-string",
+    ),
+    pytest.param(
+        "/* report\n   query */ SELECT a,\n\tb  -- it's a comment\n  FROM t\n"
+        "  WHERE c = 2 # mysql comment\n  AND d = 'x'\n",
+        "select a, b from t where c = ? and d = ?",
+        id="multi-line-with-comments",
+    ),
+    pytest.param("-- only a comment", "", id="comment-only"),
+    pytest.param(
+        "SELECT t1.col_2, x3y, a$1, année2 FROM db1.t2 WHERE t1.id = 5",
+        "select t1.col_2, x3y, a$1, année2 from db1.t2 where t1.id = ?",
+        id="digits-in-identifiers-kept",
+    ),
+    pytest.param(
+        "SELECT 0xDEADBEEF, 0XFF, x'DEADBEEF', X'01', B'101', E'tab\\t', N'x', U&'d\\0061t'",
+        "select ?, ?, ?, ?, ?, ?, ?, ?",
+        id="hex-bit-and-prefixed-strings",
+    ),
+    pytest.param(
+        "SELECT 1e-5, 2.5E+10, 3.14, .5, 7., 1_000_000",
+        "select ?, ?, ?, ?, ?, ?",
+        id="decimals-and-exponents",
+    ),
+    pytest.param(
+        "SELECT * FROM t WHERE a = -5 AND b > -2.5e3 AND c IN (-1,-2)",
+        "select * from t where a = ? and b > ? and c in(?+)",
+        id="negative-numbers",
+    ),
+    pytest.param(
+        "SELECT a-1, a - 1, (a)-1, 2-1 FROM t",
+        "select a-?, a - ?, (a)-?, ?-? from t",
+        id="binary-minus-kept",
+    ),
+    pytest.param(
+        "SELECT * FROM lieux WHERE nom = 'forêt & océan' AND ville = 'Zürich'",
+        "select * from lieux where nom = ? and ville = ?",
+        id="unicode-literals",
+    ),
+    pytest.param(
+        "SELECT a FROM t WHERE a = NULL OR b IS NULL OR c IS NOT NULL",
+        "select a from t where a = ? or b is ? or c is not ?",
+        id="null",
+    ),
+    pytest.param(
+        "SELECT nullable, is_true FROM t WHERE d = TRUE AND e <> false",
+        "select nullable, is_true from t where d = ? and e <> ?",
+        id="booleans",
+    ),
+    pytest.param(
+        'SELECT "UserId", "col 2", "a""B" FROM "Users" WHERE "Users"."Age" > 30',
+        'select "UserId", "col 2", "a""B" from "Users" where "Users"."Age" > ?',
+        id="double-quoted-identifiers-verbatim",
+    ),
+    pytest.param(
+        "SELECT $$it's -- not a comment$$, $body$x$body$ FROM t WHERE a = $1",
+        "select ?, ? from t where a = ?",
+        id="dollar-quoted-strings",
+    ),
+    pytest.param(
+        "SELECT data #>> '{a,b}', data #- '{c}' FROM t WHERE id = 1",
+        "select data #>> ?, data #- ? from t where id = ?",
+        id="jsonb-hash-operators-not-comments",
+    ),
+    pytest.param(
+        "SELECT a::varchar(255), b::int4, $1::int8 FROM t LIMIT 10 OFFSET 20",
+        "select a::varchar(?), b::int4, ?::int8 from t limit ? offset ?",
+        id="casts-and-limit",
+    ),
+    pytest.param(
+        "SELECT * FROM t WHERE note = 'truncated by the logg",
+        "select * from t where note = ?",
+        id="unterminated-string",
+    ),
+    pytest.param(
+        "  SELECT\ta,\n\n   b  FROM   t  ",
+        "select a, b from t",
+        id="whitespace-folded",
+    ),
+    pytest.param("", "", id="empty"),
+    pytest.param(None, None, id="null-input"),
+]
+
+
+@pytest.mark.parametrize(("statement", "expected"), KNOWN_ANSWERS)
+def test_known_answers(statement: str | None, expected: str | None) -> None:
+    assert fingerprint(statement) == expected
+
+
+@pytest.mark.parametrize(("statement", "expected"), KNOWN_ANSWERS)
+def test_fingerprint_of_fingerprint_is_stable(statement: str | None, expected: str | None) -> None:
+    # Stored fingerprints may be fed through the macro again (re-ingestion, joins).
+    assert fingerprint(expected) == expected
+
+
+def test_statement_text_is_bound_not_formatted() -> None:
+    assert fingerprint("'); drop table t; --") == "?"
+
+
+def test_macro_text_is_a_create_macro() -> None:
+    assert FINGERPRINT_MACRO.startswith("create or replace temp macro fingerprint(s) as ")
+
+
+def test_bulk_literals_collapse_inside_duckdb() -> None:
+    con = duckdb.connect(":memory:")
+    install(con)
+    # Six templates; every row varies its literals (and list lengths, case, spacing,
+    # comments, trailing ";"). Template 5 is template 0 logged with bind placeholders.
+    con.execute(
+        r"""
+        create table statements as
+        select i, i % 6 as template, i as x, i as fp_piece, case i % 6
+            when 0 then 'UPDATE pgbench_accounts SET abalance = abalance + '
+                || ((i * 7919) % 10001 - 5000) || ' WHERE aid = ' || i || ';'
+            when 1 then 'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ('
+                || i % 10 || ', 1, ' || i || ', ' || (i % 9999 - 4999)
+                || ', CURRENT_TIMESTAMP);'
+            when 2 then 'select * from t where a in ('
+                || array_to_string(list_transform(range(i % 9 + 1), lambda n: n * i), ',')
+                || ') and b = ' || (i / 7.0)
+            when 3 then 'SELECT "Name" FROM "Users"  WHERE name = ''O''''Brien #' || i
+                || ''' -- caller ' || i || chr(10) || '   AND score >= -' || i || 'e-3'
+            when 4 then 'INSERT INTO t (a, b) VALUES ' || array_to_string(
+                list_transform(range(i % 5 + 1), lambda n: '(' || n || ', ''v' || n || ''')'),
+                ', ')
+            else 'update PGBENCH_ACCOUNTS set abalance = abalance + $1 where aid = $2'
+        end as s
+        from range(6000) r(i)
+        """
+    )
+    rows = con.execute("select distinct fingerprint(s) as f from statements order by f").fetchall()
+    assert [f for (f,) in rows] == sorted(
+        [
+            "update pgbench_accounts set abalance = abalance + ? where aid = ?",
+            PGBENCH_INSERT,
+            "select * from t where a in(?+) and b = ?",
+            'select "Name" from "Users" where name = ? and score >= ?',
+            "insert into t (a, b) values(?+)",
+        ]
+    )
+    # Columns named like the macro's lambda parameters must not leak into it.
+    sample = con.execute("select s, fingerprint(s) from statements where i < 12").fetchall()
+    assert all(fingerprint(s) == f for s, f in sample)
