@@ -8,7 +8,7 @@ writes PNG and SVG without dates, with a fixed hash salt, font and DPI.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -91,11 +91,18 @@ def shade_windows(
     label: bool = True,
 ) -> None:
     """Shade the declared window and outline the detected one."""
-    ax.axvspan(*declared, color=DECLARED, alpha=0.18, lw=0,
-               label="declared window" if label else None)
+    ax.axvspan(
+        *declared, color=DECLARED, alpha=0.18, lw=0, label="declared window" if label else None
+    )
     if detected is not None:
-        ax.axvspan(*detected, fill=False, ec=DETECTED, lw=1.2, ls="--",
-                   label="detected window" if label else None)
+        ax.axvspan(
+            *detected,
+            fill=False,
+            ec=DETECTED,
+            lw=1.2,
+            ls="--",
+            label="detected window" if label else None,
+        )
 
 
 def mark_events(ax: Axes, events: pd.DataFrame, *, labels: bool = True) -> None:
@@ -175,8 +182,9 @@ def plot_overview(
         ax.set_xlim(t.min(), t.max())
     for i, ax in enumerate(axes):
         mark_events(ax, events, labels=i == 0)
-    axes[0].legend(loc="upper right", fontsize=8, ncols=4)
     fig.suptitle(title, fontsize=12, fontweight="bold")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=4, fontsize=8, frameon=False)
     return fig
 
 
@@ -248,10 +256,20 @@ def plot_dimensions(dims: pd.DataFrame, *, title: str, ax: Axes | None = None) -
     top = dims.head(10).iloc[::-1]
     y = np.arange(len(top))
     labels = [f"{d} = {v}" for d, v in zip(top["dimension"], top["value"], strict=True)]
-    ax.barh(y - 0.2, 100 * top["baseline_share"].astype(float), 0.4, color=USER,
-            label="share of attempts in window")
-    ax.barh(y + 0.2, 100 * top["incident_share"].astype(float), 0.4, color=SYSTEM,
-            label="share of system failures in window")
+    ax.barh(
+        y - 0.2,
+        100 * top["baseline_share"].astype(float),
+        0.4,
+        color=USER,
+        label="share of attempts in window",
+    )
+    ax.barh(
+        y + 0.2,
+        100 * top["incident_share"].astype(float),
+        0.4,
+        color=SYSTEM,
+        label="share of system failures in window",
+    )
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("share (%)")
     ax.legend(fontsize=8, loc="lower right")
@@ -271,8 +289,15 @@ def plot_bypass(
     """Logins granted without the database check, per bucket."""
     fig, ax = _new(ax)
     t = pd.to_datetime(series["bucket"])
-    ax.fill_between(t, series["bypass_logins"].astype(float), step="post", color=BYPASS,
-                    alpha=0.8, lw=0, label="bypass logins")
+    ax.fill_between(
+        t,
+        series["bypass_logins"].astype(float),
+        step="post",
+        color=BYPASS,
+        alpha=0.8,
+        lw=0,
+        label="bypass logins",
+    )
     shade_windows(ax, declared=declared, label=True)
     ax.set_ylabel("bypass logins per bucket")
     ax.set_xlim(t.min(), t.max())
@@ -281,8 +306,3 @@ def plot_bypass(
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title(title, loc="left")
     return ax
-
-
-def hours(n: float) -> timedelta:
-    """A timedelta of ``n`` hours."""
-    return timedelta(hours=n)

@@ -5,11 +5,12 @@ buckets (robust to the incident itself while the incident covers less than half 
 its noise the larger of the robust spread (1.4826 × MAD) and the binomial noise a bucket of
 that many attempts would show anyway. A bucket is anomalous when its rate is far above that
 level (``z`` noise units) and it holds at least ``min_failures`` system failures. Anomalous
-buckets separated by at most ``max_gap`` quiet buckets form a run; runs with fewer than
-``min_buckets`` anomalous buckets are short harmless spikes and do not count. The run with
-the most excess failures is the incident; its edges are then walked outwards while the rate
-stays above a lower threshold, so that a slow ramp is dated from where it began rather than
-from where it became obvious.
+buckets above a lower threshold (``z_edge``), separated by at most ``max_gap`` quiet buckets,
+form a segment: the lower threshold dates a slow ramp from where it began rather than from
+where it became obvious, and keeps a stretch where a partial mitigation eased the failures
+inside the incident. A segment with fewer than ``min_buckets`` anomalous buckets is a short
+harmless spike and does not count. The segment with the most excess failures is the
+incident, from its first to its last bucket above the lower threshold.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def detect_window(
     series: pd.DataFrame,
     *,
     bucket: timedelta,
-    z: float = 5.0,
-    z_edge: float = 2.0,
+    z: float = 4.0,
+    z_edge: float = 2.5,
     min_failures: int = 3,
     min_buckets: int = 5,
     max_gap: int = 3,
@@ -63,9 +64,11 @@ def detect_window(
     noise = np.maximum(1.4826 * mad, binom)
     hot = valid & (rate > p0 + z * noise) & (x >= min_failures)
     warm = valid & (rate > p0 + z_edge * noise) & (x >= max(1, min_failures - 1))
-    runs = _runs(hot, max_gap)
     best = None
-    for lo, hi in runs:
+    # segments are built on the lower threshold, so that a stretch where the failures ease
+    # off (a partial mitigation) stays one incident; a segment counts only when enough of
+    # its buckets pass the high threshold
+    for lo, hi in _runs(warm | hot, max_gap):
         if hot[lo : hi + 1].sum() < min_buckets:
             continue
         excess = float((x[lo : hi + 1] - p0 * n[lo : hi + 1]).sum())
@@ -74,10 +77,6 @@ def detect_window(
     if best is None:
         return None
     lo, hi, excess = best
-    while lo > 0 and warm[lo - 1]:
-        lo -= 1
-    while hi + 1 < len(warm) and warm[hi + 1]:
-        hi += 1
     buckets = pd.to_datetime(series["bucket"]).dt.to_pydatetime()
     return Window(
         start=buckets[lo],

@@ -125,7 +125,12 @@ def headline(s: dict[str, Any]) -> str:
 def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) -> str:
     """The postmortem draft in Markdown, every figure from the summary."""
     w, imp, auth, db, bp, tl = (
-        s["window"], s["impact"], s["auth"], s["db"], s["bypass"], s["timeline"],
+        s["window"],
+        s["impact"],
+        s["auth"],
+        s["db"],
+        s["bypass"],
+        s["timeline"],
     )
     dec, det = w["declared"], w["detected"]
     qpa = db["queries_per_auth"]
@@ -138,8 +143,10 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
     if not s.get("redacted", True):
         lines += ["> **Not redacted:** user ids in this report's files are in clear.", ""]
     lines += ["## Duration", ""]
-    lines += [f"- Start Time (declared): {_dt(dec['start'])}",
-              f"- End Time (declared): {_dt(dec['end'])}"]
+    lines += [
+        f"- Start Time (declared): {_dt(dec['start'])}",
+        f"- End Time (declared): {_dt(dec['end'])}",
+    ]
     if det:
         lines += [f"- Window in the data: {_dt(det['start'])} to {_dt(det['end'])}"]
         if not w["agrees"]:

@@ -73,7 +73,7 @@ def sniff(path: Path) -> bytes:
         with open_bytes(path) as fh:
             return fh.read(64)
     except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
-        raise UnreadableFile(f"cannot be decompressed ({exc})") from exc
+        raise UnreadableFile(f"{path}: cannot be decompressed ({exc})") from exc
 
 
 def binary_format(head: bytes) -> str | None:
@@ -151,7 +151,7 @@ def iter_chunks(
     except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise UnreadableFile(f"cannot be read to the end ({exc})") from exc
+        raise UnreadableFile(f"{path}: cannot be read to the end ({exc})") from exc
     if carry:
         table, _ = _split(carry + b"\n", first_line)
         yield Chunk(table, done, total)

@@ -627,11 +627,13 @@ def _load_parquet(
 ) -> None:
     try:
         schema = con.execute(
-            "select column_name from (describe select * from read_parquet(?))", [str(path)]
+            "select column_name, column_type from (describe select * from read_parquet(?))",
+            [str(path)],
         ).fetchall()
     except duckdb.Error as exc:
         raise UnreadableFile(f"{path}: is not a readable Parquet file ({exc})") from exc
     names = [r[0] for r in schema]
+    types = {r[0]: r[1] for r in schema}
     missing = [n for n in kind.required if n not in names]
     if missing:
         raise UnreadableFile(
@@ -644,7 +646,10 @@ def _load_parquet(
     cols = []
     for n in list(kind.fields) + extras:
         alias = db.quote_identifier("f_" + n)
-        if n in names:
+        if n in names and types[n] == "JSON":
+            # a column of mixed types arrives as JSON: its text, not its JSON quoting
+            cols.append(f"json_extract_string(p.{db.quote_identifier(n)}, '$') as {alias}")
+        elif n in names:
             cols.append(f"cast(p.{db.quote_identifier(n)} as varchar) as {alias}")
         else:
             cols.append(f"null::varchar as {alias}")

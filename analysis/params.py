@@ -68,8 +68,7 @@ def read_config(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(DEFAULTS))
     if unknown:
         raise ParameterError(
-            f"{path}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(DEFAULTS)}"
+            f"{path}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
         )
     return data
 

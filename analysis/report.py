@@ -8,7 +8,6 @@ after, and writes into a staging folder that is renamed into place only when all
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import secrets
@@ -205,25 +204,31 @@ class Run:
         titles = draft.chart_titles(s)
         if name == "overview":
             fig = charts.plot_overview(
-                r.series, declared=declared, detected=detected, events=r.timeline,
+                r.series,
+                declared=declared,
+                detected=detected,
+                events=r.timeline,
                 title=titles["overview"],
             )
         else:
             fig = charts.Figure(figsize=(10, 4.5), layout="constrained")
             ax = fig.add_subplot()
             if name == "error_codes":
-                charts.plot_error_codes(r.error_codes, declared=declared,
-                                        title=titles[name], ax=ax)
+                charts.plot_error_codes(
+                    r.error_codes, declared=declared, title=titles[name], ax=ax
+                )
             elif name == "fingerprints":
                 charts.plot_fingerprints(r.fingerprints, title=titles[name], ax=ax)
             elif name == "affected_users":
-                charts.plot_affected_users(self.first_failures(), declared=declared,
-                                           title=titles[name], ax=ax)
+                charts.plot_affected_users(
+                    self.first_failures(), declared=declared, title=titles[name], ax=ax
+                )
             elif name == "dimensions":
                 charts.plot_dimensions(r.dimensions, title=titles[name], ax=ax)
             elif name == "bypass":
-                charts.plot_bypass(r.series, declared=declared, events=r.timeline,
-                                   title=titles[name], ax=ax)
+                charts.plot_bypass(
+                    r.series, declared=declared, events=r.timeline, title=titles[name], ax=ax
+                )
             else:
                 raise ValueError(f"no chart named {name!r}; see draft.CHARTS")
         self.figures[name] = charts.save_figure(fig, self.out_dir / "figures" / name)
@@ -253,8 +258,11 @@ class Run:
         ).df()
         header = (
             "# SENSITIVE: users who logged in without the database check; re-verify them.\n"
-            + ("# user ids are keyed pseudonyms (redact_users=True)\n" if redact
-               else "# user ids are IN CLEAR (redact_users=False)\n")
+            + (
+                "# user ids are keyed pseudonyms (redact_users=True)\n"
+                if redact
+                else "# user ids are IN CLEAR (redact_users=False)\n"
+            )
         )
         df["first"] = df["first"].map(iso)
         df["last"] = df["last"].map(iso)
@@ -277,8 +285,9 @@ class Run:
             for f in self.loaded.files
         ]
         hashed = sorted(
-            p for p in out.rglob("*") if p.is_file() and p.suffix not in (".ipynb", ".html")
-            and p.name != "manifest.json"
+            p
+            for p in out.rglob("*")
+            if p.is_file() and p.suffix not in (".ipynb", ".html") and p.name != "manifest.json"
         )
         outputs = [
             {"path": p.relative_to(out).as_posix(), "sha256": sha256_file(p)} for p in hashed
@@ -287,12 +296,12 @@ class Run:
             {"path": name, "sha256": None, "note": "records when it ran; not hashed"}
             for name in (NOTEBOOK, NOTEBOOK.replace(".ipynb", ".html"))
         ]
-        parameters = {
-            k: v for k, v in self.parameters.items() if k not in params.LOCATIONS
-        }
+        parameters = {k: v for k, v in self.parameters.items() if k not in params.LOCATIONS}
         for key in params.INPUTS:
-            parameters[key] = [_portable(Path(params.resolve_path(t)))
-                               for t in params.input_list(self.parameters[key])]
+            parameters[key] = [
+                _portable(Path(params.resolve_path(t)))
+                for t in params.input_list(self.parameters[key])
+            ]
         return {
             "incident_id": self.parameters["incident_id"],
             "generator": f"postmortem-lab {analysis.__version__}",
@@ -347,6 +356,7 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     final = run.out_dir
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    staging.chmod(0o755)
     try:
         execute(p, staging, quiet=getattr(args, "quiet", False))
         to_html(staging / NOTEBOOK)
@@ -360,9 +370,16 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    s = (final / "summary.json").read_text(encoding="utf-8")
+    s = summary_from_text((final / "summary.json").read_text(encoding="utf-8"))
+    for key in ("auth", "queries", "timeline"):
+        counts = s["ingest"].get(key)
+        if counts:
+            print(
+                f"{key:<9} {counts['rows_read']:,} read, {counts['rows_loaded']:,} loaded, "
+                f"{counts['rows_rejected']:,} rejected"
+            )
+    print(draft.headline(s))
     print(f"report written to {final} in {time.monotonic() - started:.1f} s")
-    print(draft.headline(summary_from_text(s)))
     return 0
 
 
@@ -382,13 +399,9 @@ def execute(p: dict[str, Any], staging: Path, *, quiet: bool = False) -> None:
 
     import papermill as pm
 
-    if not quiet:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("  %(message)s"))
-        pm_log = logging.getLogger("papermill")
-        pm_log.addHandler(handler)
-        pm_log.setLevel(logging.INFO)
-        pm_log.propagate = False
+    # papermill warns about things we check ourselves (unknown parameters) and logs every
+    # cell's output at INFO; the progress bar is what a person at a terminal wants
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     nb_in = config.NOTEBOOKS_DIR / NOTEBOOK
     previous = os.environ.get(STAGING_ENV)
     os.environ[STAGING_ENV] = str(staging)
@@ -397,8 +410,8 @@ def execute(p: dict[str, Any], staging: Path, *, quiet: bool = False) -> None:
             str(nb_in),
             str(staging / NOTEBOOK),
             parameters=p,
-            progress_bar=False,
-            log_output=not quiet,
+            progress_bar=not quiet and sys.stderr.isatty(),
+            log_output=False,
             cwd=os.getcwd(),
             kernel_name="python3",
         )

@@ -1,0 +1,48 @@
+"""Shared fixtures: a small sample incident and one report of it, made once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from analysis import db, sample
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REAL_LOGS = SHARED / "real-logs"
+SAMPLE_SCALE = 0.05
+
+
+def require_shared() -> Path:
+    """The real logs of ../shared: skip in a user's clone, fail in CI where they must exist."""
+    if REAL_LOGS.is_dir():
+        return REAL_LOGS
+    if os.environ.get("POSTMORTEM_REQUIRE_SHARED"):
+        pytest.fail(f"{REAL_LOGS} is missing, and CI requires it (POSTMORTEM_REQUIRE_SHARED)")
+    pytest.skip(f"{REAL_LOGS} is not here (only the team's checkout has ../shared/real-logs)")
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory) -> dict[str, Path]:
+    """The sample incident at a small scale, as JSON Lines."""
+    out = tmp_path_factory.mktemp("sample")
+    return sample.generate(out, scale=SAMPLE_SCALE, seed=7, fmt="jsonl")
+
+
+@pytest.fixture
+def con():
+    """An empty in-memory incident database."""
+    c = db.connect(":memory:")
+    yield c
+    c.close()
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    """Write a fixture file (bytes as they are, text as UTF-8)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
