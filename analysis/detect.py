@@ -1,16 +1,20 @@
 """Find the incident window from the data alone.
 
-The signal is the per-bucket system-failure rate. Its normal level is the median over all
-buckets (robust to the incident itself while the incident covers less than half the data),
-its noise the larger of the robust spread (1.4826 × MAD) and the binomial noise a bucket of
-that many attempts would show anyway. A bucket is anomalous when its rate is far above that
-level (``z`` noise units) and it holds at least ``min_failures`` system failures. Anomalous
-buckets above a lower threshold (``z_edge``), separated by at most ``max_gap`` quiet buckets,
-form a segment: the lower threshold dates a slow ramp from where it began rather than from
-where it became obvious, and keeps a stretch where a partial mitigation eased the failures
-inside the incident. A segment with fewer than ``min_buckets`` anomalous buckets is a short
-harmless spike and does not count. The segment with the most excess failures is the
-incident, from its first to its last bucket above the lower threshold.
+The signal is the per-bucket system-failure rate. Its normal level is found in two passes:
+first the lower quartile of the rates (robust to the incident itself while it covers less
+than three quarters of the data), then the pooled rate of every bucket outside the incident
+the first pass found (a quantile of sparse counts is 0, and ordinary noise would look
+anomalous against it). The noise is the larger of the robust spread (1.4826 × MAD) and the
+binomial noise a bucket of that many attempts would show anyway.
+
+A bucket is *hot* when its rate is ``z`` noise units above the normal level and it holds at
+least ``min_failures`` system failures, *warm* above ``z_edge`` units. Warm buckets, with
+gaps of up to ``max_gap`` quiet buckets, form segments: the lower threshold dates a slow
+ramp from where it began rather than from where it became obvious, and keeps a stretch where
+a partial mitigation eased the failures inside the incident. A segment with fewer than
+``min_buckets`` hot buckets is a short harmless spike and does not count. Each edge is the
+outermost pair of consecutive warm buckets, so one noisy bucket does not move it. The
+segment with the most excess failures is the incident.
 """
 
 from __future__ import annotations
@@ -56,27 +60,36 @@ def detect_window(
     if not valid.any():
         return None
     rate = np.divide(x, n, out=np.zeros_like(x), where=valid)
-    p0 = float(np.median(rate[valid]))
-    mad = float(np.median(np.abs(rate[valid] - p0)))
-    # the binomial noise of a bucket; a floor of half a failure per bucket keeps p0 = 0 sane
-    p_noise = max(p0, 0.5 / max(float(np.median(n[valid])), 1.0))
-    binom = np.sqrt(p_noise * (1 - p_noise) / np.maximum(n, 1))
-    noise = np.maximum(1.4826 * mad, binom)
-    hot = valid & (rate > p0 + z * noise) & (x >= min_failures)
-    warm = valid & (rate > p0 + z_edge * noise) & (x >= max(1, min_failures - 1))
-    best = None
-    # segments are built on the lower threshold, so that a stretch where the failures ease
-    # off (a partial mitigation) stays one incident; a segment counts only when enough of
-    # its buckets pass the high threshold
-    for lo, hi in _runs(warm | hot, max_gap):
-        if hot[lo : hi + 1].sum() < min_buckets:
-            continue
-        excess = float((x[lo : hi + 1] - p0 * n[lo : hi + 1]).sum())
-        if best is None or excess > best[2]:
-            best = (lo, hi, excess)
-    if best is None:
+    # first pass: the lower quartile as the normal level, robust while the incident covers
+    # less than three quarters of the data (an incident that runs to the end of it)
+    found = _segment(
+        x,
+        n,
+        valid,
+        rate,
+        float(np.quantile(rate[valid], 0.25)),
+        None,
+        z,
+        z_edge,
+        min_failures,
+        min_buckets,
+        max_gap,
+    )
+    # second pass: the normal level is the pooled rate outside the first pass's incident
+    # (a median of sparse counts is 0 and would make ordinary noise look anomalous)
+    quiet = valid.copy()
+    if found is not None:
+        quiet[max(0, found[0] - max_gap) : found[1] + max_gap + 1] = False
+    if quiet.any():
+        p0 = float(x[quiet].sum() / n[quiet].sum())
+        found = _segment(
+            x, n, valid, rate, p0, quiet, z, z_edge, min_failures, min_buckets, max_gap
+        )
+    else:
+        p0 = float(np.median(rate[valid]))
+    if found is None:
         return None
-    lo, hi, excess = best
+    lo, hi, excess = found
     buckets = pd.to_datetime(series["bucket"]).dt.to_pydatetime()
     return Window(
         start=buckets[lo],
@@ -85,6 +98,47 @@ def detect_window(
         peak_rate=float(rate[lo : hi + 1].max()),
         excess_failures=excess,
     )
+
+
+def _segment(
+    x: np.ndarray,
+    n: np.ndarray,
+    valid: np.ndarray,
+    rate: np.ndarray,
+    p0: float,
+    quiet: np.ndarray | None,
+    z: float,
+    z_edge: float,
+    min_failures: int,
+    min_buckets: int,
+    max_gap: int,
+) -> tuple[int, int, float] | None:
+    """The strongest qualifying segment ``(lo, hi, excess)`` for a normal level ``p0``."""
+    # the spread of the quiet buckets; in the first pass nothing is known to be quiet yet
+    mad = float(np.median(np.abs(rate[quiet] - p0))) if quiet is not None else 0.0
+    # the binomial noise of a bucket; a floor of half a failure per bucket keeps p0 = 0 sane
+    p_noise = max(p0, 0.5 / max(float(np.median(n[valid])), 1.0))
+    binom = np.sqrt(p_noise * (1 - p_noise) / np.maximum(n, 1))
+    noise = np.maximum(1.4826 * mad, binom)
+    hot = valid & (rate > p0 + z * noise) & (x >= min_failures)
+    warm = valid & (rate > p0 + z_edge * noise) & (x >= 2)
+    best = None
+    # segments are built on the lower threshold, so that a stretch where the failures ease
+    # off (a partial mitigation) stays one incident; a segment counts only when enough of
+    # its buckets pass the high threshold
+    for lo, hi in _runs(warm | hot, max_gap):
+        if hot[lo : hi + 1].sum() < min_buckets:
+            continue
+        # an edge is where the failures are sustained (two buckets running), so that one
+        # noisy bucket a few minutes off does not move it
+        while lo < hi and not (warm[lo] and warm[lo + 1]):
+            lo += 1
+        while hi > lo and not (warm[hi] and warm[hi - 1]):
+            hi -= 1
+        excess = float((x[lo : hi + 1] - p0 * n[lo : hi + 1]).sum())
+        if best is None or excess > best[2]:
+            best = (lo, hi, excess)
+    return best
 
 
 def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:

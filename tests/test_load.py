@@ -84,26 +84,34 @@ def test_each_bad_row_is_kept_with_file_line_and_reason(con, tmp_path, raw, reas
 def test_bom_crlf_blank_lines_and_invalid_utf8(con, tmp_path):
     good = json.dumps(GOOD).encode()
     data = (
-        b"\xef\xbb\xbf" + good + b"\r\n"  # line 1: BOM and CRLF, loads
+        b"\xef\xbb\xbf"
+        + good
+        + b"\r\n"  # line 1: BOM and CRLF, loads
         + b"\r\n"  # line 2: blank, not a row
         + b"   \n"  # line 3: blank, not a row
-        + good.replace(b"u1", b"u\xff\xfe") + b"\n"  # line 4: invalid UTF-8
-        + good + b"\r\n"  # line 5
+        + good.replace(b"u1", b"u\xff\xfe")
+        + b"\n"  # line 4: invalid UTF-8
+        + good
+        + b"\r\n"  # line 5
         + good  # line 6: no final newline
     )
     f = write(tmp_path / "a.jsonl", data)
     result = load.load(con, auth=f)
     assert counts(result) == (4, 3, 1)
     assert con.execute("select line, reason from rejects").fetchall() == [(4, "invalid UTF-8")]
-    assert [r[0] for r in con.execute("select line from auth_events order by line").fetchall()] == [1, 5, 6]
+    assert [
+        r[0] for r in con.execute("select line from auth_events order by line").fetchall()
+    ] == [1, 5, 6]
     assert con.execute("select distinct user_id from auth_events").fetchall() == [("u1",)]
 
 
 def test_outcome_is_case_insensitive_and_extras_are_kept(con, tmp_path):
     f = write(
         tmp_path / "a.jsonl",
-        jl({**GOOD, "outcome": "SUCCESS", "region": "eu"},
-           {**GOOD, "outcome": "Failure", "error_code": "db_timeout", "client": "ios"}),
+        jl(
+            {**GOOD, "outcome": "SUCCESS", "region": "eu"},
+            {**GOOD, "outcome": "Failure", "error_code": "db_timeout", "client": "ios"},
+        ),
     )
     load.load(con, auth=f)
     rows = con.execute(
@@ -115,7 +123,7 @@ def test_outcome_is_case_insensitive_and_extras_are_kept(con, tmp_path):
 def test_csv_quoting_column_count_and_header(con, tmp_path):
     text = (
         "ts,duration_ms,statement,request_id\r\n"
-        '2024-01-19T10:30:00Z,1.5,"SELECT a, b FROM t WHERE s = \'x\'",r1\r\n'
+        "2024-01-19T10:30:00Z,1.5,\"SELECT a, b FROM t WHERE s = 'x'\",r1\r\n"
         "2024-01-19T10:30:01Z,2,SELECT 1\r\n"  # one column short
         '2024-01-19T10:30:02Z,3,"say ""hi""",r2\r\n'
         "2024-01-19T10:30:03Z,abc,SELECT 2,r3\r\n"
@@ -139,7 +147,11 @@ def test_queries_need_statement_or_fingerprint_and_keep_a_given_fingerprint(con,
         jl(
             {"ts": GOOD["ts"], "duration_ms": 1, "fingerprint": "select ?"},
             {"ts": GOOD["ts"], "duration_ms": 1},
-            {"ts": GOOD["ts"], "duration_ms": 1, "statement": "SELECT * FROM t WHERE id IN (1,2,3)"},
+            {
+                "ts": GOOD["ts"],
+                "duration_ms": 1,
+                "statement": "SELECT * FROM t WHERE id IN (1,2,3)",
+            },
         ),
     )
     result = load.load(con, queries=f)
@@ -165,7 +177,11 @@ def test_loading_the_same_file_twice_adds_nothing(con, tmp_path):
         ("missing.jsonl", None, "no such file"),
         ("a.jsonl", b"PAR1\x00\x00binary", "is Parquet data, not JSON Lines"),
         ("a.jsonl", "not json\nnor this\n", "no line is a JSON object"),
-        ("a.jsonl", jl({"ts": GOOD["ts"], "outcome": "success"}), "no row has the required field user_id"),
+        (
+            "a.jsonl",
+            jl({"ts": GOOD["ts"], "outcome": "success"}),
+            "no row has the required field user_id",
+        ),
         ("a.csv", "when,user_id,outcome\n2024-01-19T10:30:00Z,u,success\n", "no ts column"),
         ("a.txt", "x\n", "cannot tell the format"),
     ],
@@ -187,10 +203,13 @@ def test_an_unreadable_file_stops_the_load_and_leaves_the_database_as_it_was(
         load.load(con, auth=[good, bad])
     assert message in str(err.value)
     assert "\n" not in str(err.value)
-    assert con.execute(
-        "select (select count(*) from auth_events), (select count(*) from sources), "
-        "(select count(*) from rejects)"
-    ).fetchall() == snapshot
+    assert (
+        con.execute(
+            "select (select count(*) from auth_events), (select count(*) from sources), "
+            "(select count(*) from rejects)"
+        ).fetchall()
+        == snapshot
+    )
 
 
 def test_gzip_glob_and_list_inputs(con, tmp_path):
@@ -226,7 +245,9 @@ def test_parquet_rows_are_validated_like_text(con, tmp_path):
     ]
 
 
-def test_a_long_run_of_lines_crosses_chunk_boundaries_without_losing_one(con, tmp_path, monkeypatch):
+def test_a_long_run_of_lines_crosses_chunk_boundaries_without_losing_one(
+    con, tmp_path, monkeypatch
+):
     from analysis import lines
 
     monkeypatch.setattr(lines, "CHUNK_BYTES", 1000)
