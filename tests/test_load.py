@@ -235,9 +235,7 @@ def test_parquet_rows_are_validated_like_text(con, tmp_path):
         jl(GOOD, {**GOOD, "outcome": "nope"}, {**GOOD, "ts": 1705660200, "region": "eu"}),
     )
     pq = tmp_path / "a.parquet"
-    duckdb.execute(
-        f"copy (select * from read_json('{src}', format='newline_delimited')) to '{pq}'"
-    )
+    duckdb.read_json(str(src), format="newline_delimited").to_parquet(str(pq))
     result = load.load(con, auth=pq)
     assert counts(result) == (3, 2, 1)
     assert con.execute("select line, reason from rejects").fetchall() == [
