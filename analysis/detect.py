@@ -15,6 +15,11 @@ a partial mitigation eased the failures inside the incident. A segment with fewe
 ``min_buckets`` hot buckets is a short harmless spike and does not count. Each edge is the
 outermost pair of consecutive warm buckets, so one noisy bucket does not move it. The
 segment with the most excess failures is the incident.
+
+Buckets too sparse for this (fewer than ``min_attempts`` attempts at the median) are pooled
+over a centred window of k buckets first; the edges found on the pooled series are then
+moved, within half a pool, to the first and last raw bucket whose failures stand above the
+normal level.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ def detect_window(
     min_failures: int = 3,
     min_buckets: int = 5,
     max_gap: int = 3,
+    min_attempts: int = 100,
 ) -> Window | None:
     """The incident window from a per-bucket series, or None when nothing is anomalous.
 
@@ -56,9 +62,18 @@ def detect_window(
         return None
     n = series["attempts"].to_numpy(dtype=float)
     x = series["system_failures"].to_numpy(dtype=float)
-    valid = n > 0
-    if not valid.any():
+    if not (n > 0).any():
         return None
+    raw_x, raw_n = x, n
+    # sparse buckets (a small service, a short bucket) are pooled over a centred window of
+    # k buckets, enough for about `min_attempts` attempts; the edges are refined afterwards
+    k = int(max(1, np.ceil(min_attempts / max(float(np.median(n[n > 0])), 1.0))))
+    if k > 1:
+        k += 1 - k % 2
+        kernel = np.ones(k)
+        x = np.convolve(x, kernel, mode="same")
+        n = np.convolve(n, kernel, mode="same")
+    valid = n > 0
     rate = np.divide(x, n, out=np.zeros_like(x), where=valid)
     # first pass: the lower quartile as the normal level, robust while the incident covers
     # less than three quarters of the data (an incident that runs to the end of it)
@@ -90,14 +105,28 @@ def detect_window(
     if found is None:
         return None
     lo, hi, excess = found
+    if k > 1:
+        lo, hi = _refine(raw_x, raw_n, lo, hi, k, p0)
     buckets = pd.to_datetime(series["bucket"]).dt.to_pydatetime()
     return Window(
         start=buckets[lo],
         end=buckets[hi] + bucket,
         baseline_rate=p0,
-        peak_rate=float(rate[lo : hi + 1].max()),
+        peak_rate=float(rate[lo : hi + 1].max()) if hi >= lo else 0.0,
         excess_failures=excess,
     )
+
+
+def _refine(x: np.ndarray, n: np.ndarray, lo: int, hi: int, k: int, p0: float) -> tuple[int, int]:
+    """Move pooled edges to the first and last raw bucket, within half a pool, whose
+    failures stand above the normal level."""
+    half = k // 2
+    above = (x >= 1) & (x > 2 * p0 * n)
+    first = [i for i in range(max(0, lo - half), min(len(x), lo + half + 1)) if above[i]]
+    last = [i for i in range(max(0, hi - half), min(len(x), hi + half + 1)) if above[i]]
+    new_lo = first[0] if first else lo
+    new_hi = last[-1] if last else hi
+    return (new_lo, new_hi) if new_lo <= new_hi else (lo, hi)
 
 
 def _segment(

@@ -65,9 +65,10 @@ BACKGROUND_QUERIES = 780_000  # billing/reporting/search: about 30% of all query
 AFFECTED_SHARE = 0.30  # of the users active in [FAILURES_START, FAILURES_END)
 USER_ERROR_P = 0.0175  # wrong password, at all times
 USER_ERROR_AGAIN_P = 0.25  # a retry after a wrong password is often wrong again
-RETRY_P = (0.7, 0.8)  # after a user failure, after a system failure
+RETRY_P = (0.7, 0.85)  # after a user failure, after a system failure
 RETRY_DELAY_MS = ((3_000, 12_000), (1_500, 20_000))  # (minimum, exponential mean)
-MAX_ATTEMPTS = 5  # per retry chain
+MAX_ATTEMPTS = 6  # per retry chain
+RETRY_FAIL_P = 0.5  # a quick retry after a system failure meets the same saturated pool
 BYPASS_SHARE = 0.4
 PERMISSION_QUERIES = (20, 25)  # extra permission queries per db login, inclusive
 TIMEOUT_SHARE = 0.6  # of system failures: db_timeout, the rest db_pool_exhausted
@@ -88,10 +89,12 @@ DB_HOST = "db-primary-1"
 # Piecewise-linear profiles over the day: (time, value), zero outside the knots.
 TRAFFIC = (("06:00", 0.25), ("08:00", 0.5), ("10:00", 0.85), ("12:30", 1.0), ("15:30", 0.95),
            ("17:30", 0.6), ("20:00", 0.3))  # fmt: skip
-FAILURE_WEIGHT = (("10:30", 0.6), ("10:33", 1.0), ("11:40", 1.0), ("11:50", 0.75),
-                  ("14:40", 0.75), ("14:45", 0.0))  # fmt: skip
+# The bypass takes 40% of logins off the database, but what is left of the permission-query
+# storm still saturates it: db-path logins keep failing almost as often until the fix.
+FAILURE_WEIGHT = (("10:30", 0.6), ("10:33", 1.0), ("11:40", 1.0), ("11:50", 0.9),
+                  ("14:40", 0.9), ("14:45", 0.0))  # fmt: skip
 QUEUE_WAIT_MS = (("10:26", 0.0), ("10:27", 60.0), ("10:28", 380.0), ("11:40", 380.0),
-                 ("11:50", 280.0), ("14:40", 280.0), ("14:42", 0.0))  # fmt: skip
+                 ("11:50", 320.0), ("14:40", 320.0), ("14:42", 0.0))  # fmt: skip
 BYPASS = (("11:39:59.999", 0.0), ("11:40", BYPASS_SHARE), ("16:10", BYPASS_SHARE),
           ("16:11:30", 0.0))  # fmt: skip
 
@@ -276,6 +279,7 @@ def _new_attempts(
     method: np.ndarray,
     attempt_no: np.ndarray,
     user_error_p: float | np.ndarray,
+    after_system: np.ndarray | None = None,
 ) -> Frame:
     """Attempts with their c-independent draws (instance, user error, uniforms for later)."""
     n = ts.size
@@ -285,6 +289,7 @@ def _new_attempts(
         "client": client,
         "method": method,
         "attempt_no": attempt_no,
+        "after_system": np.zeros(n, dtype=bool) if after_system is None else after_system,
         "instance": rng.integers(0, INSTANCES_PER_REGION, size=n, dtype=np.int8),
         "user_fail": rng.random(n) < user_error_p,
         "u_bypass": rng.random(n),
@@ -307,7 +312,14 @@ def _retries(rng: np.random.Generator, parents: Frame, system: np.ndarray) -> Fr
     p = _take(parents, keep)
     again = np.where(p["user_fail"] & ~system[keep], USER_ERROR_AGAIN_P, USER_ERROR_P)
     return _new_attempts(
-        rng, ts[keep], p["user"], p["client"], p["method"], p["attempt_no"] + 1, again
+        rng,
+        ts[keep],
+        p["user"],
+        p["client"],
+        p["method"],
+        p["attempt_no"] + 1,
+        again,
+        system[keep],
     )
 
 
@@ -334,7 +346,10 @@ def _decide(frame: Frame, users: Frame, scale_p: float | None) -> np.ndarray:
     with np.errstate(divide="ignore"):
         ratio = np.where(eligible, frame["u_system"] / np.where(eligible, weight, 1.0), np.inf)
     if scale_p is not None:
-        frame["system_fail"] = ratio < scale_p
+        # Retries after a system failure only exist for users already affected, so making
+        # them fail more often raises the error rate without moving the affected share.
+        again = frame["after_system"] & eligible & (frame["u_system"] < RETRY_FAIL_P)
+        frame["system_fail"] = (ratio < scale_p) | again
     return ratio
 
 
