@@ -7,6 +7,7 @@ writes PNG and SVG without dates, with a fixed hash salt, font and DPI.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,11 @@ def _new(ax: Axes | None, size: tuple[float, float] = (10, 4)) -> tuple[Figure, 
         return ax.figure, ax  # type: ignore[return-value]
     fig = Figure(figsize=size, layout="constrained")
     return fig, fig.add_subplot()
+
+
+def _title(ax: Axes, title: str) -> None:
+    """A finding as the title: left-aligned, wrapped so that it never runs off the figure."""
+    ax.set_title(textwrap.fill(title, 85), loc="left")
 
 
 def _time_axis(ax: Axes) -> None:
@@ -184,7 +190,7 @@ def plot_overview(
         mark_events(ax, events, labels=i == 0)
     fig.suptitle(title, fontsize=12, fontweight="bold")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncols=4, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     return fig
 
 
@@ -208,24 +214,24 @@ def plot_error_codes(
     shade_windows(ax, declared=declared, label=False)
     ax.set_ylabel("failures per bucket")
     _time_axis(ax)
-    ax.set_title(title, loc="left")
+    _title(ax, title)
     return ax
 
 
 def plot_fingerprints(
-    fps: pd.DataFrame, *, title: str, ax: Axes | None = None, width: int = 70
+    fps: pd.DataFrame, *, title: str, ax: Axes | None = None, width: int = 48
 ) -> Axes:
     """Per-auth rate of the top fingerprints, baseline beside incident."""
     fig, ax = _new(ax, (10, 4.5))
     top = fps.head(8).iloc[::-1]
     y = np.arange(len(top))
-    labels = [f if len(f) <= width else f[: width - 1] + "…" for f in top["fingerprint"]]
+    labels = [textwrap.shorten(f, width, placeholder="…") for f in top["fingerprint"]]
     ax.barh(y - 0.2, top["baseline_per_auth"].fillna(0), 0.4, color=USER, label="baseline")
     ax.barh(y + 0.2, top["incident_per_auth"].fillna(0), 0.4, color=SYSTEM, label="incident")
     ax.set_yticks(y, labels, fontsize=7, family="DejaVu Sans Mono")
     ax.set_xlabel("queries per auth attempt")
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title, loc="left")
+    _title(ax, title)
     ax.grid(axis="y", visible=False)
     return ax
 
@@ -246,7 +252,7 @@ def plot_affected_users(
     ax.set_ylabel("users affected (cumulative)")
     ax.set_ylim(0, None)
     _time_axis(ax)
-    ax.set_title(title, loc="left")
+    _title(ax, title)
     return ax
 
 
@@ -273,7 +279,7 @@ def plot_dimensions(dims: pd.DataFrame, *, title: str, ax: Axes | None = None) -
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("share (%)")
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title, loc="left")
+    _title(ax, title)
     ax.grid(axis="y", visible=False)
     return ax
 
@@ -304,5 +310,5 @@ def plot_bypass(
     _time_axis(ax)
     mark_events(ax, events)
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(title, loc="left")
+    _title(ax, title)
     return ax

@@ -26,6 +26,9 @@ NOT_DIMENSIONS = {
     "outcome",
     "error_code",
     "latency_ms",
+    # how the attempt was decided: a bypassed login cannot fail, so auth_path would always
+    # "explain" the failures; the bypass has its own audit instead
+    "auth_path",
 }
 MAX_CARDINALITY = 50
 

@@ -44,7 +44,7 @@ FAILURES_START = _ms("10:30")  # first system failure; none before
 BYPASS_START = _ms("11:40")  # temporary mitigation: a share of logins skip the database
 FIX = _ms("14:40")  # configuration fixed: the permission queries stop
 FAILURES_END = _ms("14:45")  # last system failures drain out before this instant
-BYPASS_END = _ms("16:10")  # bypass switched off, instances drain until 16:11:30
+BYPASS_END = _ms("16:10")  # bypass switched off; instances drain for 90 s
 
 TIMELINE: tuple[tuple[str, str, str], ...] = (
     ("10:26", "change", "auth-service config deploy disabled the permission cache"),
@@ -69,7 +69,7 @@ RETRY_P = (0.7, 0.85)  # after a user failure, after a system failure
 RETRY_DELAY_MS = ((3_000, 12_000), (1_500, 20_000))  # (minimum, exponential mean)
 MAX_ATTEMPTS = 6  # per retry chain
 RETRY_FAIL_P = 0.5  # a quick retry after a system failure meets the same saturated pool
-BYPASS_SHARE = 0.4
+BYPASS_SHARE = 0.4  # of logins from BYPASS_START to BYPASS_END
 PERMISSION_QUERIES = (20, 25)  # extra permission queries per db login, inclusive
 TIMEOUT_SHARE = 0.6  # of system failures: db_timeout, the rest db_pool_exhausted
 ACTIVITY_SIGMA = 1.1  # lognormal per-user activity: a few users log in very often
@@ -86,17 +86,21 @@ PATHS = ("db", "bypass")
 OUTCOMES = ("success", "failure")
 DB_HOST = "db-primary-1"
 
-# Piecewise-linear profiles over the day: (time, value), zero outside the knots.
-TRAFFIC = (("06:00", 0.25), ("08:00", 0.5), ("10:00", 0.85), ("12:30", 1.0), ("15:30", 0.95),
-           ("17:30", 0.6), ("20:00", 0.3))  # fmt: skip
+# Piecewise-linear profiles over the day: (ms since midnight, value), zero outside the knots.
+MINUTE = 60_000
+TRAFFIC = ((SPAN_START, 0.25), (_ms("08:00"), 0.5), (_ms("10:00"), 0.85), (_ms("12:30"), 1.0),
+           (_ms("15:30"), 0.95), (_ms("17:30"), 0.6), (SPAN_END, 0.3))  # fmt: skip
 # The bypass takes 40% of logins off the database, but what is left of the permission-query
 # storm still saturates it: db-path logins keep failing almost as often until the fix.
-FAILURE_WEIGHT = (("10:30", 0.6), ("10:33", 1.0), ("11:40", 1.0), ("11:50", 0.9),
-                  ("14:40", 0.9), ("14:45", 0.0))  # fmt: skip
-QUEUE_WAIT_MS = (("10:26", 0.0), ("10:27", 60.0), ("10:28", 380.0), ("11:40", 380.0),
-                 ("11:50", 320.0), ("14:40", 320.0), ("14:42", 0.0))  # fmt: skip
-BYPASS = (("11:39:59.999", 0.0), ("11:40", BYPASS_SHARE), ("16:10", BYPASS_SHARE),
-          ("16:11:30", 0.0))  # fmt: skip
+FAILURE_WEIGHT = ((FAILURES_START, 0.6), (FAILURES_START + 3 * MINUTE, 1.0), (BYPASS_START, 1.0),
+                  (BYPASS_START + 10 * MINUTE, 0.9), (FIX, 0.9), (FAILURES_END, 0.0))  # fmt: skip
+# Median extra wait of every statement in the saturated database's queue.
+QUEUE_WAIT_MS = ((CONFIG_CHANGE, 0.0), (CONFIG_CHANGE + MINUTE, 60.0),
+                 (CONFIG_CHANGE + 2 * MINUTE, 380.0), (BYPASS_START, 380.0),
+                 (BYPASS_START + 10 * MINUTE, 320.0), (FIX, 320.0),
+                 (FIX + 2 * MINUTE, 0.0))  # fmt: skip
+BYPASS = ((BYPASS_START - 1, 0.0), (BYPASS_START, BYPASS_SHARE), (BYPASS_END, BYPASS_SHARE),
+          (BYPASS_END + 90_000, 0.0))  # fmt: skip
 
 # Statement kinds, their caller, median duration (ms), lognormal sigma and template.
 # A template alternates constant text and literal slots named after their formatter.
@@ -172,7 +176,7 @@ def generate(
     out_dir : Path
         Folder to write into; created if missing.
     scale : float
-        Volume multiplier: 1.0 is about 200k auth events and 2M query rows.
+        Volume multiplier: 1.0 is about 200k auth events and 2.5M query rows.
     seed : int
         Seed of ``numpy.random.default_rng``; the same (scale, seed, fmt) gives
         byte-identical files.
@@ -199,12 +203,14 @@ def generate(
         "timeline": out_dir / "timeline.yaml",
     }
 
+    started = time.perf_counter()
+
     def report(message: str) -> None:
+        message = f"{message} ({time.perf_counter() - started:.1f}s)"
         log.info(message)
         if progress is not None:
             progress(message)
 
-    started = time.perf_counter()
     rng = np.random.default_rng(seed)
     users = _users(rng, max(10, round(USERS * scale)))
     attempts = _attempts(rng, users, max(10, round(BASE_ATTEMPTS * scale)))
@@ -231,29 +237,32 @@ def generate(
     )
     report(f"wrote {paths['queries'].name}")
     _write_timeline(paths["timeline"])
-    report(f"wrote {paths['timeline'].name} in {time.perf_counter() - started:.1f}s total")
+    report(f"wrote {paths['timeline'].name}")
     return paths
 
 
 # --- simulation ----------------------------------------------------------------------------
 
 
-def _profile(knots: tuple[tuple[str, float], ...], ts: np.ndarray) -> np.ndarray:
+def _profile(knots: tuple[tuple[int, float], ...], ts: np.ndarray) -> np.ndarray:
     """Evaluate a piecewise-linear day profile at ``ts`` (ms), zero outside its knots."""
-    xs = np.array([_ms(t) for t, _ in knots], dtype=np.float64)
+    xs = np.array([t for t, _ in knots], dtype=np.float64)
     ys = np.array([v for _, v in knots], dtype=np.float64)
     return np.interp(ts, xs, ys, left=0.0, right=0.0)
 
 
 def _users(rng: np.random.Generator, n: int) -> Frame:
     """Draw the user population: id number, home region and activity weight."""
-    width = max(7, len(str(n * 5)))
     return {
-        "num": rng.choice(10**width, size=n, replace=False).astype(np.int64),
+        "num": rng.choice(10 ** _id_width(n), size=n, replace=False).astype(np.int64),
         "region": rng.choice(len(REGIONS), size=n, p=REGION_SHARE).astype(np.int8),
         "weight": rng.lognormal(0.0, ACTIVITY_SIGMA, size=n),
-        "width": np.array([width]),
     }
+
+
+def _id_width(n_users: int) -> int:
+    """Digits of a user id: ``u0012345`` style, sparse enough that ids look drawn, not counted."""
+    return max(7, len(str(n_users * 5)))
 
 
 def _first_attempts(rng: np.random.Generator, users: Frame, n: int) -> Frame:
@@ -281,7 +290,7 @@ def _new_attempts(
     user_error_p: float | np.ndarray,
     after_system: np.ndarray | None = None,
 ) -> Frame:
-    """Attempts with their c-independent draws (instance, user error, uniforms for later)."""
+    """Attempts with the draws that do not depend on the calibrated failure probability."""
     n = ts.size
     return {
         "ts": ts,
@@ -414,55 +423,12 @@ def _attempts(rng: np.random.Generator, users: Frame, n_first: int) -> Frame:
 
 
 def _queries(rng: np.random.Generator, att: Frame, users: Frame, n_background: int) -> Frame:
-    """Query rows: each db-path login's statements plus the steady background load."""
-    method, error, ts = att["method"], att["error"], att["ts"]
-    has_cred = (method == METHODS.index("password")).astype(np.int64)
-    amplified = (ts >= CONFIG_CHANGE) & (ts < FIX) & ~att["bypass"] & (error != 1)
-    lo, hi = PERMISSION_QUERIES
-    n_perm = np.where(amplified, rng.integers(lo, hi + 1, ts.size), 0)
-    n_full = 3 + has_cred + n_perm  # lookup, [credential], membership, permissions, session
-    # A timeout hits somewhere before the session insert; an exhausted pool gives no query.
-    n_timeout = 1 + (rng.random(ts.size) * (n_full - 1)).astype(np.int64)
-    n_q = np.select(
-        [att["bypass"], error == 1, error == 2, error == 3],
-        [0, 1 + has_cred, n_timeout, 0],
-        n_full,
-    )
-    owner = np.repeat(np.arange(ts.size), n_q)
-    j = np.arange(owner.size) - np.repeat(np.cumsum(n_q) - n_q, n_q)
-    hc, npm = has_cred[owner], n_perm[owner]
-    first = np.where(method[owner] == METHODS.index("token"), TOKEN, LOOKUP)
-    kind = np.select(
-        [j == 0, j < 1 + hc, j == 1 + hc, j < 2 + hc + npm],
-        [first, CREDENTIAL, MEMBERSHIP, PERMISSION],
-        SESSION,
-    ).astype(np.int8)
-    # Statements run one after the other inside the attempt's latency.
-    q_ts = ts[owner] + (att["latency"][owner] * (j + 0.5) / n_q[owner]).astype(np.int64)
-    lit_a = users["num"][att["user"][owner]]
-    # Distinct resources within one login: a random start stepping by a unit modulo 400.
-    resource = (rng.integers(0, 400, ts.size)[owner] + 7 * (j - 2 - hc)) % 400 + 1
-    lit_b = np.where(kind == PERMISSION, resource, rng.integers(0, 1 << 62, owner.size))
+    """Query rows, sorted by time: each db-path login's statements and the background load.
 
-    bg_kinds = np.array(list(BACKGROUND_SHARE))
-    bg_kind = rng.choice(bg_kinds, size=n_background, p=list(BACKGROUND_SHARE.values()))
-    # Sorted here so that the final stable sort meets two nearly ordered runs (much faster).
-    bg_ts = np.sort(rng.integers(SPAN_START, SPAN_END, n_background))
-    bg_a = np.select(
-        [bg_kind == REPORTING, bg_kind == SEARCH_IDS, bg_kind == SEARCH_TEXT],
-        [np.maximum(bg_ts // 3_600_000 - 1, 0), rng.integers(1, 6, n_background),
-         rng.integers(0, len(WORDS), n_background)],
-        rng.integers(1_000, 5_000_000, n_background),
-    )  # fmt: skip
-    bg_b = rng.integers(0, 1 << 62, n_background)
-
-    q: Frame = {
-        "ts": np.concatenate([q_ts, bg_ts]),
-        "kind": np.concatenate([kind, bg_kind.astype(np.int8)]),
-        "owner": np.concatenate([owner, np.full(n_background, -1)]),
-        "a": np.concatenate([lit_a, bg_a]),
-        "b": np.concatenate([lit_b, bg_b]),
-    }
+    Columns are kept narrow (int32 times, ids and microsecond durations) because at the
+    bench's scale there are over 100 million rows.
+    """
+    q = _concat([_login_queries(rng, att, users), _background_queries(rng, n_background)])
     q = _take(q, np.argsort(q["ts"], kind="stable"))
     n, k = q["ts"].size, q["kind"]
     median = np.array([KINDS[i][1] for i in range(len(KINDS))])
@@ -470,23 +436,84 @@ def _queries(rng: np.random.Generator, att: Frame, users: Frame, n_background: i
     # A saturated database makes every caller wait in the queue, not only the auth service.
     wait = _profile(QUEUE_WAIT_MS, q["ts"]) * rng.lognormal(0.0, 1.0, n)
     duration = median[k] * np.exp(sigma[k] * rng.standard_normal(n)) + wait
-    q["duration"] = np.maximum(np.round(duration, 3), 0.01)
-    # Drawn only for the rows of each kind: at scale 50 full-length draws cost seconds.
-    rows = np.ones(n, dtype=np.int64)
+    q["duration_us"] = np.maximum(np.round(duration * 1000), 10).astype(np.int32)
+    del wait, duration
+    # Drawn only for the rows of each kind: full-length draws would cost seconds at scale.
+    rows = np.ones(n, dtype=np.int32)
     draws: dict[int, Callable[[int], np.ndarray]] = {
         MEMBERSHIP: lambda m: rng.integers(1, 4, m),
         PERMISSION: lambda m: rng.random(m) < 0.85,
         BILLING_SELECT: lambda m: rng.poisson(2.0, m),
         REPORTING: lambda m: np.full(m, len(REGIONS)),
         SEARCH_TEXT: lambda m: rng.integers(0, 21, m),
+        SEARCH_IDS: lambda m: q["a"][k == SEARCH_IDS],  # one row per listed id
     }
     for kind_id, draw in draws.items():
         mask = k == kind_id
         rows[mask] = draw(int(mask.sum()))
-    ids = k == SEARCH_IDS
-    rows[ids] = q["a"][ids]  # one row per listed id
     q["rows"] = rows
     return q
+
+
+def _login_queries(rng: np.random.Generator, att: Frame, users: Frame) -> Frame:
+    """The statements each db-path login issues, in attempt order."""
+    method, error, ts = att["method"], att["error"], att["ts"]
+    has_cred = (method == METHODS.index("password")).astype(np.int32)
+    amplified = (ts >= CONFIG_CHANGE) & (ts < FIX) & ~att["bypass"] & (error != 1)
+    lo, hi = PERMISSION_QUERIES
+    n_perm = np.where(amplified, rng.integers(lo, hi + 1, ts.size, dtype=np.int32), 0)
+    n_full = 3 + has_cred + n_perm  # lookup, [credential], membership, permissions, session
+    # A timeout hits somewhere before the session insert; an exhausted pool gives no query.
+    n_timeout = 1 + (rng.random(ts.size) * (n_full - 1)).astype(np.int32)
+    n_q = np.select(
+        [att["bypass"], error == 1, error == 2, error == 3],
+        [0, 1 + has_cred, n_timeout, 0],
+        n_full,
+    ).astype(np.int64)
+    owner = np.repeat(np.arange(ts.size, dtype=np.int32), n_q)
+    j = (np.arange(owner.size) - np.repeat(np.cumsum(n_q) - n_q, n_q)).astype(np.int32)
+    hc, npm = has_cred[owner], n_perm[owner]
+    first = np.where(method[owner] == METHODS.index("token"), TOKEN, LOOKUP)
+    kind = np.select(
+        [j == 0, j < 1 + hc, j == 1 + hc, j < 2 + hc + npm],
+        [first, CREDENTIAL, MEMBERSHIP, PERMISSION],
+        SESSION,
+    ).astype(np.int8)
+    del first, npm
+    # Statements run one after the other inside the attempt's latency.
+    offset = att["latency"][owner] * (j + 0.5) / n_q[owner]
+    q_ts = (ts[owner] + offset.astype(np.int64)).astype(np.int32)
+    del offset
+    # Distinct resources within one login: a random start stepping by a unit modulo 400.
+    resource = (rng.integers(0, 400, ts.size)[owner] + 7 * (j - 2 - hc)) % 400 + 1
+    return {
+        "ts": q_ts,
+        "kind": kind,
+        "owner": owner,
+        "a": users["num"][att["user"][owner]].astype(np.int32),
+        "b": np.where(kind == PERMISSION, resource, rng.integers(0, 1 << 62, owner.size)),
+    }
+
+
+def _background_queries(rng: np.random.Generator, n: int) -> Frame:
+    """Billing, reporting and search statements at a steady rate, without a request id."""
+    kinds = np.array(list(BACKGROUND_SHARE), dtype=np.int8)
+    kind = rng.choice(kinds, size=n, p=list(BACKGROUND_SHARE.values()))
+    # Sorted here so that the final stable sort meets two nearly ordered runs (much faster).
+    ts = np.sort(rng.integers(SPAN_START, SPAN_END, n, dtype=np.int32))
+    a = np.select(
+        [kind == REPORTING, kind == SEARCH_IDS, kind == SEARCH_TEXT],
+        [np.maximum(ts // 3_600_000 - 1, 0), rng.integers(1, 6, n),
+         rng.integers(0, len(WORDS), n)],
+        rng.integers(1_000, 5_000_000, n),
+    )  # fmt: skip
+    return {
+        "ts": ts,
+        "kind": kind,
+        "owner": np.full(n, -1, dtype=np.int32),
+        "a": a.astype(np.int32),
+        "b": rng.integers(0, 1 << 62, n),
+    }
 
 
 # --- formatting ----------------------------------------------------------------------------
@@ -592,7 +619,7 @@ def _statements(kind: np.ndarray, a: np.ndarray, b: np.ndarray, width: int) -> p
 
 def _auth_table(att: Frame, users: Frame, keys: np.ndarray, s: slice) -> pa.Table:
     """Rows ``s`` of the auth events as an Arrow table of AUTH_SCHEMA."""
-    width = int(users["width"][0])
+    width = _id_width(users["num"].size)
     instances = tuple(f"auth-{r}-{i}" for r in REGIONS for i in range(1, INSTANCES_PER_REGION + 1))
     user = att["user"][s]
     region = users["region"][user]
@@ -616,7 +643,7 @@ def _auth_table(att: Frame, users: Frame, keys: np.ndarray, s: slice) -> pa.Tabl
 
 def _query_table(q: Frame, users: Frame, keys: np.ndarray, s: slice) -> pa.Table:
     """Rows ``s`` of the query log as an Arrow table of QUERY_SCHEMA."""
-    width = int(users["width"][0])
+    width = _id_width(users["num"].size)
     callers = sorted({c for c, *_ in KINDS.values()})
     caller_of = np.array([callers.index(KINDS[k][0]) for k in range(len(KINDS))])
     owner, kind = q["owner"][s], q["kind"][s]
@@ -624,12 +651,12 @@ def _query_table(q: Frame, users: Frame, keys: np.ndarray, s: slice) -> pa.Table
     return pa.Table.from_arrays(
         [
             _iso(q["ts"][s]),
-            pa.array(q["duration"][s]),
+            pa.array(q["duration_us"][s] / 1000),  # exact to the microsecond in text
             _statements(kind, q["a"][s], q["b"][s], width),
             pc.if_else(pa.array(owner >= 0), request, pa.scalar(None, pa.string())),
             _labels(tuple(callers), caller_of[kind]),
             _labels((DB_HOST,), np.zeros(kind.size, np.int8)),
-            pa.array(q["rows"][s]),
+            pa.array(q["rows"][s].astype(np.int64)),
         ],
         schema=QUERY_SCHEMA,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import duckdb
 import pytest
 import yaml
 
-from analysis.sample import generate
+from analysis.sample import CLIENTS, KINDS, REGIONS, STATUSES, WORDS, generate
 
 SCALE = 0.05
 SEED = 7
@@ -232,6 +233,27 @@ def test_all_formats_carry_the_same_rows(tmp_path: Path, con: duckdb.DuckDBPyCon
         assert other[:2] == expected[:2]
         assert other[2] == pytest.approx(expected[2])
         assert other[3] == expected[3]
+
+
+def test_jsonl_lines_are_valid_json_with_nulls(sample: dict[str, Path]) -> None:
+    # The writer puts strings between quotes without escaping: valid only while no template,
+    # vocabulary word or label contains a quote, a backslash or a control character.
+    texts = [t for *_, template in KINDS.values() for t in template]
+    texts += [*WORDS, *STATUSES, *REGIONS, *CLIENTS]
+    assert not [t for t in texts if any(c in t for c in '"\\\n\r\t')]
+    with sample["auth"].open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    assert list(rows[0]) == [
+        "ts", "user_id", "outcome", "request_id", "error_code", "latency_ms", "auth_path",
+        "region", "instance", "client", "auth_method",
+    ]  # fmt: skip
+    assert {r["error_code"] for r in rows if r["outcome"] == "success"} == {None}
+    with sample["queries"].open(encoding="utf-8") as f:
+        first = [json.loads(next(f)) for _ in range(2000)]
+    assert list(first[0]) == [
+        "ts", "duration_ms", "statement", "request_id", "caller", "db_host", "rows"
+    ]  # fmt: skip
+    assert any(r["request_id"] is None for r in first)
 
 
 def test_bad_options_are_refused(tmp_path: Path) -> None:
