@@ -239,7 +239,7 @@ def load(
             raise LoadError(f"the load failed and was rolled back: {exc}") from exc
         raise
     finally:
-        for name in ("_chunk", "_rec", "_checked"):
+        for name in ("_chunk", "_lines", "_yaml", "_checked"):
             con.execute(f"drop table if exists {name}")  # noqa: S608 - fixed names
     return result
 
@@ -305,8 +305,17 @@ _FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "yam
 # --- turning each format into the relation `_rec(line, raw, pre_reason, f_<field>…)` ---
 
 
-def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> list[str]:
-    """Fill ``_rec`` from the JSON lines in ``_chunk``; returns the extra field names."""
+@dataclass(frozen=True)
+class Records:
+    """A query giving ``(line, raw, pre_reason, f_<field>…)`` rows, all text, with its values."""
+
+    sql: str
+    params: dict[str, object]
+    extras: list[str]
+
+
+def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records:
+    """The records of the JSON lines in ``_chunk``."""
     con.execute(
         r"""
         create or replace temp table _lines as
@@ -320,11 +329,11 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> li
             select line,
                    left(coalesce(txt, blob::varchar), $keep) as raw,
                    case when txt is null then 'invalid UTF-8'
-                        when not json_valid(txt) then 'broken JSON'
-                        when json_type(txt) <> 'OBJECT' then 'not a JSON object'
+                        when jtype is null then 'broken JSON'
+                        when jtype <> 'OBJECT' then 'not a JSON object'
                    end as pre_reason,
                    txt as doc
-            from cleaned
+            from (select *, try(json_type(txt)) as jtype from cleaned)
             where txt is null or not regexp_full_match(txt, '\s*')
         )
         select * from final
@@ -342,27 +351,23 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> li
     names = list(kind.fields) + extras
     paths = ["$." + n for n in names]
     cols = ", ".join(f"v[{i + 1}] as {db.quote_identifier('f_' + n)}" for i, n in enumerate(names))
-    con.execute(
-        f"""
-        create or replace temp table _rec as
+    state["seen"] = state.get("seen", set()) | {n for n in kind.fields if n in keys}
+    sql = f"""
         select line, raw, pre_reason, {cols}
         from (
             select line, raw, pre_reason,
                    case when pre_reason is null then json_extract_string(doc, $paths) end as v
             from _lines
         )
-        """,  # noqa: S608 - column names are checked identifiers
-        {"paths": paths},
-    )
-    state["seen"] = state.get("seen", set()) | {n for n in kind.fields if n in keys}
-    return extras
+    """  # noqa: S608 - column names are checked identifiers
+    return Records(sql, {"paths": paths}, extras)
 
 
 _CSV_FIELD = r',("(?:[^"]|"")*"|[^,]*)'
 
 
-def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> list[str] | None:
-    """Fill ``_rec`` from the CSV lines in ``_chunk``; the header comes from the first line."""
+def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records | None:
+    """The records of the CSV lines in ``_chunk``; the header comes from the first line."""
     if "header" not in state:
         first = db.one(con, "select line, raw from _chunk order by line limit 1")
         if first is None:
@@ -398,9 +403,7 @@ def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> lis
         "case when len(f) >= 2 and f[1] = '\"' and f[-1] = '\"' "
         "then replace(f[2:-2], '\"\"', '\"') else f end"
     )
-    con.execute(
-        f"""
-        create or replace temp table _rec as
+    sql = f"""
         with decoded as (
             select line, raw as blob, try(decode(raw)) as txt from _chunk where line > $hdr
         ), split as (
@@ -418,15 +421,14 @@ def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> lis
                end as pre_reason,
                {", ".join(cols)}
         from split
-        """,  # noqa: S608 - column names are checked identifiers
-        {
-            "hdr": state["header_line"],
-            "pattern": _CSV_FIELD,
-            "keep": RAW_KEEP_CHARS,
-            "ncols": len(header),
-        },
-    )
-    return state["extras"]
+    """  # noqa: S608 - column names are checked identifiers
+    values = {
+        "hdr": state["header_line"],
+        "pattern": _CSV_FIELD,
+        "keep": RAW_KEEP_CHARS,
+        "ncols": len(header),
+    }
+    return Records(sql, values, state["extras"])
 
 
 def _extras_from(names: Iterable[str], kind: Kind, state: dict) -> list[str]:
@@ -449,25 +451,37 @@ def _extras_from(names: Iterable[str], kind: Kind, state: dict) -> list[str]:
 _ZONED = r".*\d:\d\d(:\d\d(\.\d*)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?|UTC|GMT)"
 
 
-def _ts_expr(col: str) -> str:
-    """SQL turning a text field into a UTC ``timestamp`` (NULL when it cannot be parsed)."""
+def _ts_expr(col: str, *, utc: bool) -> str:
+    """SQL turning a text field into a UTC ``timestamp`` (NULL when it cannot be parsed).
+
+    With ``utc`` (source_timezone UTC) one cast reads ISO text with or without a zone, and
+    only what it cannot read is tried as epoch seconds or milliseconds; otherwise a text
+    without a zone is read in ``$tz``.
+    """
     v = f"trim({col})"
-    return rf"""
-        timezone('UTC', case
-            when {col} is null then null
+    epoch = rf"""
             when regexp_full_match({v}, '[+-]?\d+(\.\d+)?([eE][+-]?\d+)?') then
                 try(to_timestamp(case when abs(try_cast({v} as double)) >= 1e11
                                       then try_cast({v} as double) / 1000
-                                      else try_cast({v} as double) end))
+                                      else try_cast({v} as double) end))"""
+    if utc:
+        return rf"""
+        timezone('UTC', coalesce(try_cast({v} as timestamptz), case
+            when {col} is null then null {epoch}
+        end))"""
+    return rf"""
+        timezone('UTC', case
+            when {col} is null then null {epoch}
             when regexp_full_match({v}, '{_ZONED}') then try_cast({v} as timestamptz)
             else try(timezone($tz, try_cast({v} as timestamp)))
         end)"""
 
 
-def _validation_sql(kind: Kind, extras: list[str]) -> str:
-    """The query from ``_rec`` to ``_checked``: typed columns and a reject reason."""
+def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
+    """The query from the records to ``_checked``: typed columns and a reject reason."""
+    extras = rec.extras
     f = {n: db.quote_identifier("f_" + n) for n in list(kind.fields) + extras}
-    typed = [f"{_ts_expr(f['ts'])} as ts"]
+    typed = [f"{_ts_expr(f['ts'], utc=utc)} as ts"]
     checks = [f"when {f['ts']} is null or trim({f['ts']}) = '' then 'missing required field ts'"]
     checks.append(
         f"when ts is null then 'unparseable or impossible time: ' || left({f['ts']}, 60)"
@@ -517,7 +531,9 @@ def _validation_sql(kind: Kind, extras: list[str]) -> str:
     raw_fields = ", ".join(f.values())
     return f"""
         create or replace temp table _checked as
-        with typed as (
+        with _rec as (
+            {rec.sql}
+        ), typed as (
             select line, raw, pre_reason, {raw_fields},
                    {", ".join(typed)}
             from _rec
@@ -533,10 +549,15 @@ def _validation_sql(kind: Kind, extras: list[str]) -> str:
 
 
 def _store(
-    con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, extras: list[str], tz: str
+    con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, rec: Records, tz: str
 ) -> None:
-    """Validate ``_rec`` and move its rows into the kind's table or ``rejects``."""
-    con.execute(_validation_sql(kind, extras), {"tz": tz})
+    """Validate the records and move each row into the kind's table or ``rejects``."""
+    extras = rec.extras
+    utc = tz == "UTC"
+    values = dict(rec.params)
+    if not utc:
+        values["tz"] = tz
+    con.execute(_validation_sql(kind, rec, utc=utc), values)
     have = set(db.columns_of(con, kind.table))
     for n in extras:
         if n not in have:
@@ -580,7 +601,7 @@ def _load_text(
     kind: Kind,
     path: Path,
     res: FileResult,
-    to_records: Callable[[duckdb.DuckDBPyConnection, Kind, dict], list[str] | None],
+    to_records: Callable[[duckdb.DuckDBPyConnection, Kind, dict], Records | None],
     *,
     tz: str,
     progress: Progress | None,
@@ -590,9 +611,9 @@ def _load_text(
         con.register("_chunk_view", chunk.table)
         con.execute("create or replace temp table _chunk as select * from _chunk_view")
         con.unregister("_chunk_view")
-        extras = to_records(con, kind, state)
-        if extras is not None:
-            _store(con, kind, res, extras, tz)
+        rec = to_records(con, kind, state)
+        if rec is not None:
+            _store(con, kind, res, rec, tz)
         if progress:
             total = f" of {chunk.bytes_total / 1e6:,.0f} MB" if chunk.bytes_total else ""
             progress(
@@ -654,18 +675,14 @@ def _load_parquet(
         else:
             cols.append(f"null::varchar as {alias}")
     raw = ", ".join(f"{db.quote_identifier(n)} := p.{db.quote_identifier(n)}" for n in present)
-    con.execute(
-        f"""
-        create or replace temp table _rec as
+    sql = f"""
         select file_row_number + 1 as line,
                left(to_json(struct_pack({raw}))::varchar, $keep) as raw,
                null::varchar as pre_reason,
                {", ".join(cols)}
         from read_parquet($path, file_row_number = true) p
-        """,  # noqa: S608 - identifiers checked
-        {"path": str(path), "keep": RAW_KEEP_CHARS},
-    )
-    _store(con, kind, res, extras, tz)
+    """  # noqa: S608 - identifiers checked
+    _store(con, kind, res, Records(sql, {"path": str(path), "keep": RAW_KEEP_CHARS}, extras), tz)
     res.rows_rejected = res.rows_read - res.rows_loaded
     _check_whole_file(res, kind, state, fmt_name="Parquet")
 
@@ -706,9 +723,9 @@ def _load_yaml(
         }
     )
     con.register("_yaml_view", table)
-    con.execute("create or replace temp table _rec as select * from _yaml_view")
+    con.execute("create or replace temp table _yaml as select * from _yaml_view")
     con.unregister("_yaml_view")
-    _store(con, kind, res, [], tz)
+    _store(con, kind, res, Records("select * from _yaml", {}, []), tz)
     res.rows_rejected = res.rows_read - res.rows_loaded
 
 
