@@ -312,3 +312,13 @@ def plot_bypass(
     ax.legend(fontsize=8, loc="upper right")
     _title(ax, title)
     return ax
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes, for showing in a notebook without writing a file."""
+    import io
+
+    buf = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()

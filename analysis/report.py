@@ -32,6 +32,8 @@ STAGING_ENV = "POSTMORTEM_STAGING_DIR"
 KEY_ENV = "POSTMORTEM_KEY"
 NOTEBOOK = "incident_report.ipynb"
 EXPLORE_NOTEBOOK = "explore.ipynb"
+#: executed by `postmortem report`, in this order (the first writes the evidence)
+NOTEBOOKS = (NOTEBOOK, EXPLORE_NOTEBOOK)
 SENSITIVE_FILE = "SENSITIVE-bypass-users.csv"
 PACKAGES = ("duckdb", "pandas", "numpy", "pyarrow", "matplotlib", "papermill", "nbconvert")
 LOCK_WAIT_S = 600
@@ -294,7 +296,8 @@ class Run:
         ]
         outputs += [
             {"path": name, "sha256": None, "note": "records when it ran; not hashed"}
-            for name in (NOTEBOOK, NOTEBOOK.replace(".ipynb", ".html"))
+            for nb in NOTEBOOKS
+            for name in (nb, nb.replace(".ipynb", ".html"))
         ]
         parameters = {k: v for k, v in self.parameters.items() if k not in params.LOCATIONS}
         for key in params.INPUTS:
@@ -358,8 +361,9 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)
     try:
-        execute(p, staging, quiet=getattr(args, "quiet", False))
-        to_html(staging / NOTEBOOK)
+        for name in NOTEBOOKS:
+            execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name)
+            to_html(staging / name)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             final.rename(old)
@@ -390,8 +394,10 @@ def summary_from_text(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def execute(p: dict[str, Any], staging: Path, *, quiet: bool = False) -> None:
-    """Run the report notebook through papermill into ``staging``.
+def execute(
+    p: dict[str, Any], staging: Path, *, quiet: bool = False, notebook: str = NOTEBOOK
+) -> None:
+    """Run one notebook through papermill into ``staging``.
 
     A failing cell becomes one :class:`ReportError` naming the notebook and the cell.
     """
@@ -402,13 +408,13 @@ def execute(p: dict[str, Any], staging: Path, *, quiet: bool = False) -> None:
     # papermill warns about things we check ourselves (unknown parameters) and logs every
     # cell's output at INFO; the progress bar is what a person at a terminal wants
     logging.getLogger("papermill").setLevel(logging.ERROR)
-    nb_in = config.NOTEBOOKS_DIR / NOTEBOOK
+    nb_in = config.NOTEBOOKS_DIR / notebook
     previous = os.environ.get(STAGING_ENV)
     os.environ[STAGING_ENV] = str(staging)
     try:
         pm.execute_notebook(
             str(nb_in),
-            str(staging / NOTEBOOK),
+            str(staging / notebook),
             parameters=p,
             progress_bar=not quiet and sys.stderr.isatty(),
             log_output=False,
@@ -416,9 +422,9 @@ def execute(p: dict[str, Any], staging: Path, *, quiet: bool = False) -> None:
             kernel_name="python3",
         )
     except pm.PapermillExecutionError as exc:
-        cell = _cell_label(staging / NOTEBOOK, exc.cell_index)
+        cell = _cell_label(staging / notebook, exc.cell_index)
         raise ReportError(
-            f"{NOTEBOOK}, cell {exc.exec_count or exc.cell_index} ({cell}) failed: "
+            f"{notebook}, cell {exc.exec_count or exc.cell_index} ({cell}) failed: "
             f"{exc.ename}: {' '.join(str(exc.evalue).split())}"
         ) from None
     finally:

@@ -1,0 +1,144 @@
+"""Helpers for root-cause exploration in a notebook: slice, drill down, look at the rows.
+
+Each takes the connection after :func:`analysis.metrics.scope` and returns a small DataFrame;
+values are bound and a column name is only ever one of the table's own columns. User ids
+come out as keyed pseudonyms unless ``redact=False``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+
+from analysis import db, metrics
+from analysis.config import USER_ERROR_CODES
+
+
+def _column(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """A column of auth_events, quoted; anything else is refused."""
+    if name not in db.columns_of(con, "auth_events"):
+        raise ValueError(f"auth_events has no column {name!r}")
+    return db.quote_identifier(name)
+
+
+def slice_series(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    dimension: str | None = None,
+    value: str | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    bucket: str = "1min",
+    user_error_codes: tuple[str, ...] = USER_ERROR_CODES,
+) -> pd.DataFrame:
+    """Attempts, failures and system failures per bucket for one dimension value and range."""
+    where = ["ts >= $start", "ts < $end"]
+    values: dict[str, object] = {
+        "start": metrics.parse_instant(start) if start else datetime(1, 1, 1),
+        "end": metrics.parse_instant(end) if end else datetime(9999, 1, 1),
+        "bucket": metrics.bucket_interval(bucket),
+        "codes": list(user_error_codes),
+    }
+    if dimension is not None:
+        where.append(f"{_column(con, dimension)} = $value")
+        values["value"] = value
+    return con.execute(
+        f"""
+        select time_bucket($bucket::interval, ts) as bucket,
+               count(*) as attempts,
+               count(*) filter (where outcome = 'failure') as failures,
+               count(*) filter (where is_system_failure(outcome, error_code, $codes))
+                   as system_failures
+        from v_auth
+        where {" and ".join(where)}
+        group by 1 order by 1
+        """,  # noqa: S608 - the column is one of the table's own, quoted
+        values,
+    ).df()
+
+
+def worst_buckets(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    n: int = 10,
+    bucket: str = "1min",
+    user_error_codes: tuple[str, ...] = USER_ERROR_CODES,
+) -> pd.DataFrame:
+    """The buckets with the most system failures."""
+    return con.execute(
+        """
+        select time_bucket($bucket::interval, ts) as bucket,
+               count(*) filter (where is_system_failure(outcome, error_code, $codes))
+                   as system_failures,
+               count(*) as attempts
+        from v_auth group by 1 order by system_failures desc, bucket limit $n
+        """,
+        {"bucket": metrics.bucket_interval(bucket), "codes": list(user_error_codes), "n": n},
+    ).df()
+
+
+def fingerprints_between(
+    con: duckdb.DuckDBPyConnection, start: datetime | str, end: datetime | str, *, n: int = 10
+) -> pd.DataFrame:
+    """The query fingerprints of a time range, by count, with their latency."""
+    return con.execute(
+        """
+        select fingerprint, count(*) as queries,
+               round(avg(duration_ms), 2) as mean_ms,
+               round(quantile_cont(duration_ms, 0.95), 2) as p95_ms
+        from v_queries where ts >= $start and ts < $end
+        group by fingerprint order by queries desc, fingerprint limit $n
+        """,
+        {"start": metrics.parse_instant(start), "end": metrics.parse_instant(end), "n": n},
+    ).df()
+
+
+def users_between(
+    con: duckdb.DuckDBPyConnection,
+    start: datetime | str,
+    end: datetime | str,
+    *,
+    key: str,
+    redact: bool = True,
+    n: int = 20,
+    user_error_codes: tuple[str, ...] = USER_ERROR_CODES,
+) -> pd.DataFrame:
+    """The users with the most system failures in a range (pseudonymized by default)."""
+    return con.execute(
+        """
+        select case when $redact then pseudonym($key, user_id) else user_id end as user,
+               count(*) as attempts,
+               count(*) filter (where is_system_failure(outcome, error_code, $codes))
+                   as system_failures
+        from v_auth where ts >= $start and ts < $end
+        group by user_id order by system_failures desc, user limit $n
+        """,
+        {
+            "start": metrics.parse_instant(start),
+            "end": metrics.parse_instant(end),
+            "redact": redact,
+            "key": key,
+            "codes": list(user_error_codes),
+            "n": n,
+        },
+    ).df()
+
+
+def queries_of_request(con: duckdb.DuckDBPyConnection, request_id: str) -> pd.DataFrame:
+    """Every query one auth attempt issued, in order."""
+    return con.execute(
+        "select ts, duration_ms, fingerprint from v_queries where request_id = $rid "
+        "order by ts, line",
+        {"rid": request_id},
+    ).df()
+
+
+def values_of(con: duckdb.DuckDBPyConnection, dimension: str) -> list[str]:
+    """The distinct values of one column of the auth events, sorted."""
+    col = _column(con, dimension)
+    rows = con.execute(
+        f"select distinct {col} from v_auth where {col} is not null order by 1"  # noqa: S608
+    ).fetchall()
+    return [r[0] for r in rows]
