@@ -271,3 +271,38 @@ def test_summary_is_unchanged_by_shuffling_splitting_and_parquet(con, tmp_path, 
         str(pq_q)
     )
     assert run(pq_a, pq_q) == base
+
+
+def test_exploration_helpers_slice_and_drill_down(con, tmp_path):
+    from analysis import explore
+
+    f = build()
+    auth = write(tmp_path / "auth.jsonl", "".join(json.dumps(r) + "\n" for r in f.auth))
+    queries = write(tmp_path / "q.jsonl", "".join(json.dumps(r) + "\n" for r in f.queries))
+    load.load(con, auth=auth, queries=queries)
+    metrics.scope(con)
+    eu = explore.slice_series(con, dimension="region", value="eu", start=START, end=END)
+    assert int(eu["system_failures"].sum()) == 4 and int(eu["attempts"].sum()) == 8
+    worst = explore.worst_buckets(con, n=1)
+    assert worst["bucket"].iloc[0] == datetime(2024, 1, 19, 10, 10)
+    assert int(worst["system_failures"].iloc[0]) == 2
+    fps = explore.fingerprints_between(con, at(10, 10), at(10, 11))
+    assert fps.set_index("fingerprint")["queries"].to_dict() == {
+        "select P": 10,
+        "select A": 2,
+        "select B": 2,
+        "select C": 2,
+    }
+    users = explore.users_between(con, at(10, 10), at(10, 11), key="k")
+    assert set(users["user"]) == {explore_pseudonym(con, "u1"), explore_pseudonym(con, "u2")}
+    assert not any(u in ("u1", "u2") for u in users["user"])
+    clear = explore.users_between(con, at(10, 10), at(10, 11), key="k", redact=False)
+    assert set(clear["user"]) == {"u1", "u2"}
+    assert len(explore.queries_of_request(con, "r0")) == 3
+    with pytest.raises(ValueError, match="no column"):
+        explore.slice_series(con, dimension='region" = 1; drop table auth_events; --', value="x")
+    assert con.execute("select count(*) from auth_events").fetchall() == [(34,)]
+
+
+def explore_pseudonym(con, uid: str) -> str:
+    return con.execute("select pseudonym('k', ?)", [uid]).fetchall()[0][0]
