@@ -306,3 +306,33 @@ def test_exploration_helpers_slice_and_drill_down(con, tmp_path):
 
 def explore_pseudonym(con, uid: str) -> str:
     return con.execute("select pseudonym('k', ?)", [uid]).fetchall()[0][0]
+
+
+def test_a_partial_outage_puts_the_datacenter_above_its_instances(con, tmp_path):
+    rows = []
+    for i in range(1000):
+        region = "dc3" if i % 10 == 0 else ("dc1" if i % 2 else "dc2")
+        instance = f"{region}-{(i // 10) % 4}"
+        failing = region == "dc3"
+        rows.append(
+            {
+                "ts": at(10, i % 60, i % 50),
+                "user_id": f"u{i}",
+                "outcome": "failure" if failing else "success",
+                "error_code": "db_timeout" if failing else None,
+                "region": region,
+                "instance": instance,
+                "client": ["web", "ios"][(i // 10) % 2],
+            }
+        )
+    auth = write(tmp_path / "auth.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    load.load(con, auth=auth)
+    scope = metrics.scope(con)
+    params = metrics.Params(start=metrics.parse_instant(START), end=metrics.parse_instant(END))
+    dims = summary.analyse(con, params, scope, incident_id="t").summary["dimensions"]
+    assert (dims[0]["dimension"], dims[0]["value"]) == ("region", "dc3")
+    assert dims[0]["score"] == 0.9
+    instances = [d for d in dims if d["dimension"] == "instance" and d["value"].startswith("dc3")]
+    assert instances and all(d["score"] < dims[0]["score"] for d in instances)
+    # after the datacenter come its instances, each a quarter of it, before anything else
+    assert {d["value"] for d in dims[1:5]} == {"dc3-0", "dc3-1", "dc3-2", "dc3-3"}
