@@ -80,7 +80,7 @@ def _new(ax: Axes | None, size: tuple[float, float] = (10, 4)) -> tuple[Figure, 
 
 def _title(ax: Axes, title: str) -> None:
     """A finding as the title: left-aligned, wrapped so that it never runs off the figure."""
-    ax.set_title(textwrap.fill(title, 85), loc="left")
+    ax.set_title(textwrap.fill(title, 70), loc="left")
 
 
 def _time_axis(ax: Axes) -> None:
@@ -200,22 +200,50 @@ def plot_error_codes(
     declared: tuple[datetime, datetime],
     title: str,
     ax: Axes | None = None,
+    every: str = "5min",
 ) -> Axes:
-    """Failures per bucket, one line per error code."""
+    """Failures per error code, stacked, in buckets of ``every`` (one-minute counts of a
+    small service are too sparse to read)."""
     fig, ax = _new(ax)
     if not codes.empty:
         wide = codes.pivot_table(
             index="bucket", columns="error_code", values="failures", aggfunc="sum"
-        ).fillna(0)
-        order = wide.sum().sort_values(ascending=False).index
-        for code in order:
-            ax.plot(pd.to_datetime(wide.index), wide[code], lw=1, label=code)
+        )
+        wide.index = pd.to_datetime(wide.index)
+        wide = wide.resample(every).sum().fillna(0)
+        order = list(wide.sum().sort_values(ascending=False).index)
+        system = codes.groupby("error_code")["is_system"].first()
+        colours = _code_colours(order, system)
+        ax.stackplot(
+            wide.index,
+            *[wide[c] for c in order],
+            labels=order,
+            colors=colours,
+            step="post",
+            lw=0,
+            alpha=0.9,
+        )
         ax.legend(fontsize=8, loc="upper right")
     shade_windows(ax, declared=declared, label=False)
-    ax.set_ylabel("failures per bucket")
+    ax.set_ylabel(f"failures per {every}")
     _time_axis(ax)
     _title(ax, title)
     return ax
+
+
+def _code_colours(order: list[str], system: pd.Series) -> list[str]:
+    """Reds for the system's error codes, greys for the user's."""
+    reds = ["#c0392b", "#e67e22", "#8e44ad", "#d35400", "#e74c3c", "#6c3483"]
+    greys = ["#7f8c8d", "#95a5a6", "#bdc3c7", "#566573"]
+    out, r, g = [], 0, 0
+    for code in order:
+        if bool(system.get(code, True)):
+            out.append(reds[r % len(reds)])
+            r += 1
+        else:
+            out.append(greys[g % len(greys)])
+            g += 1
+    return out
 
 
 def plot_fingerprints(
@@ -309,7 +337,7 @@ def plot_bypass(
     ax.set_xlim(t.min(), t.max())
     _time_axis(ax)
     mark_events(ax, events)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="center left")
     _title(ax, title)
     return ax
 
