@@ -61,6 +61,8 @@ create table if not exists rejects (
 );
 """
 
+DEFAULT_MEMORY_LIMIT = "3GB"
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -76,9 +78,13 @@ def connect(
     Times are stored as UTC ``timestamp``; the session time zone is UTC so that casts of
     zoned values never depend on the machine's zone.
     """
-    config: dict[str, str | int | bool] = {}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
+    # a bounded memory makes DuckDB spill a large load to disk instead of holding all of an
+    # uncommitted transaction in memory (21.7 GB peak RSS for 13.6M rows without a limit,
+    # 6.6 GB with 3GB); insertion order is never relied on (every query orders explicitly)
+    config: dict[str, str | int | bool] = {
+        "memory_limit": memory_limit or DEFAULT_MEMORY_LIMIT,
+        "preserve_insertion_order": False,
+    }
     if threads:
         config["threads"] = int(threads)
     con = duckdb.connect(str(database), read_only=read_only, config=config)
