@@ -37,6 +37,7 @@ NOTEBOOKS = (NOTEBOOK, EXPLORE_NOTEBOOK)
 SENSITIVE_FILE = "SENSITIVE-bypass-users.csv"
 PACKAGES = ("duckdb", "pandas", "numpy", "pyarrow", "matplotlib", "papermill", "nbconvert")
 LOCK_WAIT_S = 600
+TIMINGS_PREFIX = "step timings:"
 
 
 def pseudonym_key() -> str:
@@ -86,6 +87,16 @@ class Run:
     loaded: load.LoadResult | None = None
     result: summary.Analysis | None = None
     figures: dict[str, list[Path]] = field(default_factory=dict)
+    #: seconds spent in each step, shown by the notebook and the command (never in a hashed file)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def _timed(self, step: str, started: float) -> None:
+        self.timings[step] = self.timings.get(step, 0.0) + time.monotonic() - started
+
+    def timing_line(self) -> str:
+        """One line with the seconds of each step, for the notebook's last output."""
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
+        return f"{TIMINGS_PREFIX} {parts}"
 
     @classmethod
     def from_parameters(cls, say: Callable[[str], None] = print, **given: Any) -> Run:
@@ -134,6 +145,7 @@ class Run:
 
     def load(self) -> load.LoadResult:
         """Load the inputs (files loaded before are found by their SHA-256, not reloaded)."""
+        started = time.monotonic()
         p = self.parameters
         self.database.parent.mkdir(parents=True, exist_ok=True)
         self.con = connect_waiting(self.database, say=self.say)
@@ -147,11 +159,13 @@ class Run:
             source_timezone=p["source_timezone"],
             progress=self.say,
         )
+        self._timed("load", started)
         return self.loaded
 
     def analyse(self) -> summary.Analysis:
         """Every figure of ``summary.json``, for exactly the inputs of this report."""
         assert self.con is not None and self.loaded is not None, "load() first"
+        started = time.monotonic()
         scope = metrics.scope(
             self.con,
             auth=self.loaded.source_ids("auth"),
@@ -167,6 +181,7 @@ class Run:
         )
         s = self.result.summary
         s["redacted"] = bool(self.parameters["redact_users"])
+        self._timed("analysis", started)
         return self.result
 
     @property
@@ -200,6 +215,7 @@ class Run:
     def chart(self, name: str):
         """Draw one chart, save it under ``figures/`` as PNG and SVG, and return the figure."""
         assert self.result is not None, "analyse() first"
+        started = time.monotonic()
         r, s, ap = self.result, self.result.summary, self.analysis_params
         declared = (ap.start, ap.end)
         detected = (r.detected.start, r.detected.end) if r.detected else None
@@ -234,11 +250,13 @@ class Run:
             else:
                 raise ValueError(f"no chart named {name!r}; see draft.CHARTS")
         self.figures[name] = charts.save_figure(fig, self.out_dir / "figures" / name)
+        self._timed("charts", started)
         return fig
 
     def write(self) -> dict[str, Any]:
         """Write summary.json, postmortem.md, the sensitive bypass list and manifest.json."""
         assert self.result is not None, "analyse() first"
+        started = time.monotonic()
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
         summary.write(self.summary, out / "summary.json")
@@ -251,6 +269,7 @@ class Run:
         if self.con is not None:
             self.con.close()
             self.con = None
+        self._timed("write", started)
         return manifest
 
     def _write_bypass_users(self, path: Path) -> None:
@@ -362,8 +381,15 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     staging.chmod(0o755)
     try:
         for name in NOTEBOOKS:
+            began = time.monotonic()
             execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name)
             to_html(staging / name)
+            if not getattr(args, "quiet", False):
+                print(
+                    f"  {name}: {time.monotonic() - began:.1f} s "
+                    f"({step_timings(staging / name)})",
+                    file=sys.stderr,
+                )
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             final.rename(old)
@@ -385,6 +411,19 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     print(draft.headline(s))
     print(f"report written to {final} in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def step_timings(notebook: Path) -> str:
+    """The step timings an executed notebook printed, or '' when it printed none."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "")
+            if TIMINGS_PREFIX in text:
+                return text.split(TIMINGS_PREFIX, 1)[1].strip()
+    return "kernel start-up and display"
 
 
 def summary_from_text(text: str) -> dict[str, Any]:
