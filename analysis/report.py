@@ -253,6 +253,20 @@ class Run:
         self._timed("charts", started)
         return fig
 
+    def show(self, name: str):
+        """The saved PNG of a chart as an HTML image whose alt text is its finding, so that
+        the notebook and its standalone HTML show exactly the file that was written."""
+        import base64
+        import html
+
+        from IPython.display import HTML
+
+        data = base64.b64encode(self.figures[name][0].read_bytes()).decode("ascii")
+        alt = html.escape(draft.chart_titles(self.summary)[name], quote=True)
+        return HTML(
+            f'<img alt="{alt}" style="max-width: 100%" src="data:image/png;base64,{data}">'
+        )
+
     def write(self) -> dict[str, Any]:
         """Write summary.json, postmortem.md, the sensitive bypass list and manifest.json."""
         assert self.result is not None, "analyse() first"
@@ -386,8 +400,7 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             to_html(staging / name)
             if not getattr(args, "quiet", False):
                 print(
-                    f"  {name}: {time.monotonic() - began:.1f} s "
-                    f"({step_timings(staging / name)})",
+                    f"  {name}: {time.monotonic() - began:.1f} s ({step_timings(staging / name)})",
                     file=sys.stderr,
                 )
         if final.exists():
@@ -459,6 +472,8 @@ def execute(
             log_output=False,
             cwd=os.getcwd(),
             kernel_name="python3",
+            # the kernel's own start-up warnings (TCP on loopback) are not the user's business
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except pm.PapermillExecutionError as exc:
         cell = _cell_label(staging / notebook, exc.cell_index)
