@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analysis import compare, db, detect, metrics
+from analysis import compare, db, detect, metrics, privacy
 from analysis.load import LoadResult
 from analysis.metrics import Params, Scope, iso
 
@@ -49,8 +49,10 @@ def _ratio(a: Any, b: Any) -> float | None:
 
 
 def timeline_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """The responders' timeline, in time order."""
-    return con.execute("select ts, kind, text from v_timeline order by ts, line").df()
+    """The responders' timeline, in time order, e-mail and IP addresses masked."""
+    events = con.execute("select ts, kind, text from v_timeline order by ts, line").df()
+    events["text"] = events["text"].map(privacy.mask)
+    return events
 
 
 def timeline_figures(
@@ -138,6 +140,9 @@ def analyse(
         limit=top,
     )
     dims = compare.dimensions(con, params)
+    # what is charted and written carries no e-mail or IP address
+    fps["fingerprint"] = fps["fingerprint"].map(privacy.mask)
+    dims["value"] = dims["value"].map(privacy.mask)
     bucket = timedelta(seconds=metrics.bucket_seconds(params.bucket))
     detected = detect.detect_window(series_df, bucket=bucket)
     events = timeline_events(con)
