@@ -252,13 +252,17 @@ def _sample(args: argparse.Namespace, say) -> int:
 
 
 def _load(args: argparse.Namespace, say) -> int:
-    from analysis import db, load
+    from analysis import load
 
     if not (args.auth_logs or args.query_logs or args.timeline):
         raise load.LoadError("nothing to load: give --auth, --queries and/or --timeline")
     args.database.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    con = db.connect(args.database, memory_limit=args.memory_limit, threads=args.threads)
+    from analysis.report import connect_waiting
+
+    con = connect_waiting(
+        args.database, say=_progress, memory_limit=args.memory_limit, threads=args.threads
+    )
     try:
         result = load.load(
             con,

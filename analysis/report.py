@@ -60,14 +60,18 @@ def sha256_file(path: Path) -> str:
 
 
 def connect_waiting(
-    database: Path, *, say: Callable[[str], None] = print, wait_s: float = LOCK_WAIT_S
+    database: Path,
+    *,
+    say: Callable[[str], None] = print,
+    wait_s: float = LOCK_WAIT_S,
+    **options: Any,
 ) -> duckdb.DuckDBPyConnection:
     """Open the database for writing; while another process holds it, wait and say so."""
     deadline = time.monotonic() + wait_s
     told = False
     while True:
         try:
-            return db.connect(database)
+            return db.connect(database, **options)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
@@ -403,13 +407,7 @@ def main(args: Any, say: Callable[[str], None]) -> int:
                     f"  {name}: {time.monotonic() - began:.1f} s ({step_timings(staging / name)})",
                     file=sys.stderr,
                 )
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            final.rename(old)
-            staging.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(final)
+        swap_into_place(staging, final)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -437,6 +435,27 @@ def step_timings(notebook: Path) -> str:
             if TIMINGS_PREFIX in text:
                 return text.split(TIMINGS_PREFIX, 1)[1].strip()
     return "kernel start-up and display"
+
+
+def swap_into_place(staging: Path, final: Path) -> None:
+    """Rename a finished staging folder to ``final``, moving an older report aside first.
+
+    Two runs may finish at once: each retries until its own rename wins, so the folder in
+    place is always one complete report, never a mix.
+    """
+    for attempt in range(50):
+        try:
+            staging.rename(final)
+            break
+        except OSError:
+            old = final.with_name(f".{final.name}.old-{os.getpid()}-{attempt}")
+            try:
+                final.rename(old)
+            except FileNotFoundError:
+                continue  # the other run moved it first; try again
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        raise ReportError(f"{final}: could not be replaced (is a file open in it?)")
 
 
 def summary_from_text(text: str) -> dict[str, Any]:
