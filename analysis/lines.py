@@ -82,7 +82,7 @@ def binary_format(head: bytes) -> str | None:
         if head.startswith(magic):
             return name
     if b"\x00" in head:
-        return "binary data"
+        return "binary"
     return None
 
 
