@@ -1,0 +1,84 @@
+"""Parameters: defaults, config files, and hostile values refused before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis import db, load, params
+
+
+def test_defaults_are_the_contracts():
+    p = params.resolve({})
+    assert p["incident_id"] == "2024-01-19-auth"
+    assert (p["incident_start"], p["incident_end"]) == (
+        "2024-01-19T10:30:00Z",
+        "2024-01-19T14:45:00Z",
+    )
+    assert p["report_dir"] == "reports/2024-01-19-auth"
+    assert p["bucket"] == "1min" and p["redact_users"] is True
+    assert "invalid_credentials" in p["user_error_codes"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"incident_id": "../../etc"}, "not a plain name"),
+        ({"incident_id": "a;rm -rf /"}, "not a plain name"),
+        ({"incident_start": "2024-01-19 10:30'; drop table auth_events; --"}, "incident_start"),
+        ({"incident_start": "2024-01-19T10:30:00"}, "no time zone"),
+        ({"incident_end": "2024-01-19T09:00:00Z"}, "after incident_start"),
+        ({"bucket": "1 minute'; drop table x"}, "not a duration"),
+        ({"bucket": "0min"}, "longer than zero"),
+        ({"auth_format": "../../x"}, "auth_format"),
+        ({"query_format": "sql; drop"}, "query_format"),
+        ({"incident_strat": "x"}, "unknown parameter"),
+    ],
+)
+def test_hostile_or_wrong_values_are_refused(given, message):
+    with pytest.raises(ValueError, match=message):
+        params.resolve(given)
+
+
+def test_a_hostile_time_zone_is_refused_and_the_database_untouched(tmp_path):
+    con = db.connect(":memory:")
+    f = tmp_path / "a.jsonl"
+    f.write_text('{"ts": "2024-01-19 10:30:00", "user_id": "u", "outcome": "success"}\n')
+    with pytest.raises(load.LoadError, match="not a known time zone"):
+        load.load(con, auth=f, source_timezone="UTC'; drop table auth_events; --")
+    assert con.execute("select count(*) from auth_events").fetchall() == [(0,)]
+
+
+def test_hostile_error_codes_are_bound_values_not_sql(tmp_path):
+    from analysis import metrics
+
+    con = db.connect(":memory:")
+    f = tmp_path / "a.jsonl"
+    f.write_text(
+        '{"ts": "2024-01-19T10:30:00Z", "user_id": "u", "outcome": "failure",'
+        ' "error_code": "x\'); drop table auth_events; --"}\n'
+    )
+    load.load(con, auth=f)
+    metrics.scope(con)
+    p = metrics.Params(
+        start=metrics.parse_instant("2024-01-19T10:00:00Z"),
+        end=metrics.parse_instant("2024-01-19T11:00:00Z"),
+        user_error_codes=("x'); drop table auth_events; --",),
+    )
+    fig = metrics.period(con, p, baseline=False)
+    assert (fig["failures"], fig["system_failures"]) == (1, 0)
+    assert con.execute("select count(*) from auth_events").fetchall() == [(1,)]
+
+
+def test_config_file_values_and_errors(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("incident_id: x1\nbucket: 5min\nredact_users: false\n")
+    assert params.read_config(cfg) == {
+        "incident_id": "x1",
+        "bucket": "5min",
+        "redact_users": False,
+    }
+    cfg.write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="mapping"):
+        params.read_config(cfg)
+    with pytest.raises(ValueError, match="no such config"):
+        params.read_config(tmp_path / "missing.yaml")
