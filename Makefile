@@ -5,8 +5,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SAMPLE := data/sample/auth_events.jsonl
 PYTEST_ARGS ?=
+# the .venv as a Jupyter kernel; the notebooks name it, so JupyterLab and papermill agree
+KERNEL := postmortem-lab
+# make lab: the port, extra `jupyter lab` options, and with DATABASE=file.duckdb, papermill
+# options for the notebook (LAB_PARAMS='-f incident.yaml' or '-p incident_start …')
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+LAB_PARAMS ?=
+# Jupyter refuses to run as root unless told; these machines and CI run as root
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help venv sample report test lint format bench fuzz lab clean
+.PHONY: help venv sample report test lint format bench fuzz lab lab-data hooks chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -15,6 +24,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \
+		--display-name "Postmortem Lab (.venv)"
 	touch $@
 
 venv: $(STAMP)  ## create .venv/ with the exact versions of requirements.lock
@@ -27,7 +38,7 @@ sample: $(SAMPLE)  ## generate the sample incident under data/sample/
 report: $(SAMPLE)  ## write reports/2024-01-19-auth/ for the sample
 	$(BIN)/postmortem report
 
-test: $(STAMP)  ## run the whole test suite
+test: $(STAMP) lint chromium  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (lint and format) and notebooks without outputs
@@ -39,5 +50,50 @@ format: $(STAMP)  ## fix what ruff can fix
 	$(BIN)/ruff check --fix analysis tests
 	$(BIN)/ruff format analysis tests
 
+# The browser test renders the HTML report in headless Chromium. Installed here (as root,
+# from Debian) when missing; elsewhere the test skips with a reason, and fails in CI.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      || echo "make: could not install chromium; the browser test will say so"; \
+	  else \
+	    echo "make: chromium is missing (install it as root: apt-get install chromium);" \
+	         "the browser test will skip"; \
+	  fi; }
+
+ifdef DATABASE
+# your database, all of it: a copy of the exploration notebook with `database` set and no
+# input files (papermill --prepare-only; -b has the lowest precedence, so LAB_PARAMS wins)
+LAB_NOTEBOOK := data/lab/explore-$(basename $(notdir $(DATABASE))).ipynb
+lab-data: $(STAMP)
+	@test -f "$(DATABASE)" || { echo "make lab: no database file $(DATABASE)" >&2; exit 1; }
+	@mkdir -p data/lab
+	$(BIN)/papermill --prepare-only --log-level WARNING notebooks/explore.ipynb $(LAB_NOTEBOOK) \
+		-b "$$(printf '%s' '{auth_logs: "", query_logs: "", timeline: ""}' | base64 | tr -d '\n')" \
+		-r database "$(abspath $(DATABASE))" $(LAB_PARAMS)
+else
+# the sample, loaded into data/incident.duckdb (a file loaded before is found by its hash)
+LAB_NOTEBOOK := notebooks/explore.ipynb
+lab-data: $(SAMPLE)
+	$(BIN)/postmortem load --database data/incident.duckdb --auth $(SAMPLE) \
+		--queries data/sample/db_queries.jsonl --timeline data/sample/timeline.yaml
+endif
+
+lab: lab-data  ## JupyterLab on 127.0.0.1 with the sample loaded (or DATABASE=file.duckdb)
+	@echo "JupyterLab: $(LAB_NOTEBOOK) on http://127.0.0.1:$(LAB_PORT)/ (the URL with its token follows)"
+	$(BIN)/jupyter lab $(ALLOW_ROOT) --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(LAB_NOTEBOOK) \
+		$(LAB_ARGS)
+
+bench: $(STAMP)  ## time and memory against the floor and pandas (QUICK=1: one small size)
+	$(BIN)/python -m analysis.bench $(if $(QUICK),--quick)
+
+fuzz: $(STAMP)  ## the loader fuzz tests with many more examples than CI runs
+	POSTMORTEM_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q -k fuzz tests/test_bad_input.py
+
+hooks: $(STAMP)  ## install the git pre-commit hooks (ruff, nbstripout, large files)
+	$(BIN)/pre-commit install
+
 clean:  ## remove generated data, reports and the virtual environment
-	rm -rf $(VENV) data/sample data/bench data/*.duckdb data/*.duckdb.wal reports
+	rm -rf $(VENV) data/sample data/bench data/lab data/*.duckdb data/*.duckdb.wal reports
