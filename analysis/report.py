@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import secrets
 import shutil
 import sys
@@ -534,6 +535,12 @@ def to_html(notebook: Path) -> Path:
     exporter.exclude_output_prompt = True
     nb = nbformat.read(notebook, as_version=4)
     body, _ = exporter.from_notebook_node(nb)
+    # a report opened offline must not reach for the internet: no math and no widgets here,
+    # so MathJax and require.js (fetched from a CDN by the template) are left out
+    body = re.sub(
+        r"\s*<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", body, flags=re.S
+    )
+    body = re.sub(r'\s*<script src="https?://[^"]*"></script>', "", body)
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
