@@ -142,3 +142,16 @@ def values_of(con: duckdb.DuckDBPyConnection, dimension: str) -> list[str]:
         f"select distinct {col} from v_auth where {col} is not null order by 1"  # noqa: S608
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def sample_rows(con: duckdb.DuckDBPyConnection, *, n: int = 5) -> pd.DataFrame:
+    """The first auth events, without user and request ids, e-mail and IP addresses masked."""
+    from analysis import privacy
+
+    df = con.execute(
+        "select * exclude (user_id, request_id) from v_auth order by ts, line limit $n", {"n": n}
+    ).df()
+    for col in df.columns:
+        if df[col].dtype == object or str(df[col].dtype).startswith("str"):
+            df[col] = df[col].map(lambda v: privacy.mask(v) if isinstance(v, str) else v)
+    return df
