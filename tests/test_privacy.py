@@ -147,3 +147,48 @@ def test_without_redaction_the_report_says_so(tmp_path):
     assert "Not redacted" in (report / "postmortem.md").read_text()
     bypass = (report / "SENSITIVE-bypass-users.csv").read_text()
     assert "IN CLEAR" in bypass and "secret-user-" in bypass
+
+
+def test_hostile_text_is_escaped_in_the_html_report(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    auth, queries, timeline = hostile_incident(tmp_path)
+    out = tmp_path / "reports" / "hostile"
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "postmortem"),
+            "-q",
+            "report",
+            "--auth",
+            str(auth),
+            "--queries",
+            str(queries),
+            "--timeline",
+            str(timeline),
+            "--database",
+            str(tmp_path / "h.duckdb"),
+            "--out",
+            str(out),
+            "--start",
+            "2024-01-19T10:10:00Z",
+            "--end",
+            "2024-01-19T10:40:00Z",
+            "--incident-id",
+            "hostile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("incident_report.html", "explore.html"):
+        html = (out / name).read_text()
+        assert "<script>alert('x')</script>" not in html, name
+        assert not SECRETS.findall(html), f"{name}: {SECRETS.findall(html)[:3]}"
+    # the report's dimension table shows the hostile client as text
+    html = (out / "incident_report.html").read_text()
+    assert "<td>&lt;script&gt;alert('x')&lt;/script&gt;</td>" in html
+    written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")}
+    assert written <= {"auth.jsonl", "q.jsonl", "t.yaml", "h.duckdb", "h.duckdb.wal", "reports"}
