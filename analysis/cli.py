@@ -84,6 +84,20 @@ def _add_input_flags(p: argparse.ArgumentParser) -> None:
         metavar="TZ",
         help="zone of timestamps written without one [default: UTC]",
     )
+    g.add_argument(
+        "--log-line-prefix",
+        default=None,
+        metavar="PREFIX",
+        help="PostgreSQL log_line_prefix of the query logs, as in postgresql.conf, "
+        "e.g. '%%m [%%p] %%q%%u@%%d ' [default: detected from common layouts]",
+    )
+    g.add_argument(
+        "--year",
+        type=int,
+        default=None,
+        help="year of syslog timestamps, which have none (sshd, PostgreSQL syslog) "
+        "[default: from the file's modification date]",
+    )
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
@@ -220,13 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "load":
             return _load(args, say)
         if args.command == "report":
-            from analysis import report
+            from analysis import execute
 
-            return report.main(args, say)
+            return execute.main(args, say)
         if args.command == "verify":
-            from analysis import report
+            from analysis import verify
 
-            return report.verify_main(args.report_dir, say)
+            return verify.verify_main(args.report_dir, say)
     except KeyboardInterrupt:
         print("postmortem: interrupted", file=sys.stderr)
         return 130
@@ -273,6 +287,8 @@ def _load(args: argparse.Namespace, say) -> int:
             query_format=args.query_format or "auto",
             source_timezone=args.source_timezone or "UTC",
             progress=say,
+            log_line_prefix=args.log_line_prefix,
+            year=args.year,
         )
     finally:
         con.close()

@@ -176,7 +176,8 @@ def format_of(path: Path, given: str) -> str:
         return FORMATS_BY_ENDING[suffix]
     raise LoadError(
         f"{path}: cannot tell the format from the ending {suffix or '(none)'!r}; "
-        "name it with --auth-format / --query-format (jsonl, csv, parquet)"
+        "name it with --auth-format / --query-format (jsonl, csv, parquet; server logs: "
+        "postgres, mysql-slow, sshd)"
     )
 
 
@@ -208,9 +209,13 @@ def load(
     query_format: str = "auto",
     source_timezone: str = "UTC",
     progress: Progress | None = None,
+    log_line_prefix: str | None = None,
+    year: int | None = None,
 ) -> LoadResult:
     """Load every input into the database in one transaction.
 
+    ``log_line_prefix`` (PostgreSQL logs; detected when None) and ``year`` (of syslog
+    timestamps, which have none; the file's date when None) are for server logs.
     Returns the per-file counts; raises :class:`LoadError` (database unchanged) when a
     whole file cannot be read.
     """
@@ -228,7 +233,16 @@ def load(
     try:
         for kind, path, fmt in plan:
             result.files.append(
-                _load_file(con, kind, path, fmt, tz=source_timezone, progress=progress)
+                _load_file(
+                    con,
+                    kind,
+                    path,
+                    fmt,
+                    tz=source_timezone,
+                    progress=progress,
+                    log_line_prefix=log_line_prefix,
+                    year=year,
+                )
             )
         con.execute("commit")
     except BaseException as exc:
@@ -252,6 +266,8 @@ def _load_file(
     *,
     tz: str,
     progress: Progress | None,
+    log_line_prefix: str | None = None,
+    year: int | None = None,
 ) -> FileResult:
     digest = sha256_of(path)
     row = db.one(
@@ -282,7 +298,17 @@ def _load_file(
     else:
         from analysis import formats  # server log formats live in their own package
 
-        formats.load_server_log(con, kind, path, fmt, res, tz=tz, progress=progress)
+        formats.load_server_log(
+            con,
+            kind,
+            path,
+            fmt,
+            res,
+            tz=tz,
+            progress=progress,
+            log_line_prefix=log_line_prefix,
+            year=year,
+        )
     con.execute(
         "insert into sources values (?, ?, ?, ?, ?, ?, ?, ?)",
         [

@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "redact_users": True,
     "user_error_codes": list(config.USER_ERROR_CODES),
     "source_timezone": "UTC",
+    "log_line_prefix": "",
+    "year": 0,
 }
 #: parameters that say where things are, not what the evidence is: kept out of the manifest
 LOCATIONS = ("database", "report_dir")
@@ -108,6 +110,10 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     if isinstance(codes, str):
         codes = [c.strip() for c in codes.split(",") if c.strip()]
     out["user_error_codes"] = list(codes)
+    try:
+        out["year"] = int(out["year"] or 0)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"year {out['year']!r} is not a year") from exc
     if not out["report_dir"]:
         out["report_dir"] = str(Path("reports") / out["incident_id"])
     return out

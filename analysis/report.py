@@ -1,20 +1,15 @@
-"""The report: what the notebook calls (:class:`Run`) and what ``postmortem report`` and
-``postmortem verify`` do around it (papermill, HTML, an atomic rename, the manifest check).
+"""The report as the notebook makes it: :class:`Run` loads, analyses, charts and writes.
 
 The notebook does the work (load, analyse, chart, write) so that the plain papermill CLI
-gives the same report as ``postmortem report``; the command adds the checks before, the HTML
-after, and writes into a staging folder that is renamed into place only when all went well.
+gives the same report as ``postmortem report``; :mod:`analysis.execute` adds the checks
+before, the HTML after and the staging folder, :mod:`analysis.verify` the manifest check.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
 import secrets
-import shutil
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,6 +157,8 @@ class Run:
             auth_format=p["auth_format"],
             query_format=p["query_format"],
             source_timezone=p["source_timezone"],
+            log_line_prefix=p["log_line_prefix"] or None,
+            year=p["year"] or None,
             progress=self.say,
         )
         self._timed("load", started)
@@ -370,243 +367,3 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-# --- postmortem report ---
-
-
-def gather_parameters(args: Any) -> dict[str, Any]:
-    """Config file values overlaid with the flags that were given."""
-    given: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        given.update(params.read_config(args.config))
-    for key in params.DEFAULTS:
-        value = getattr(args, key, None)
-        if value is not None:
-            given[key] = value
-    return params.resolve(given)
-
-
-def main(args: Any, say: Callable[[str], None]) -> int:
-    """``postmortem report``: check, execute the notebook, convert, move into place."""
-    started = time.monotonic()
-    p = gather_parameters(args)
-    run = Run(p, say=say)
-    for key in params.INPUTS:
-        run.input_files(key)  # a missing input stops here, before a kernel starts
-    final = run.out_dir
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    staging.chmod(0o755)
-    try:
-        for name in NOTEBOOKS:
-            began = time.monotonic()
-            execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name)
-            to_html(staging / name)
-            if not getattr(args, "quiet", False):
-                print(
-                    f"  {name}: {time.monotonic() - began:.1f} s ({step_timings(staging / name)})",
-                    file=sys.stderr,
-                )
-        swap_into_place(staging, final)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    s = summary_from_text((final / "summary.json").read_text(encoding="utf-8"))
-    for key in ("auth", "queries", "timeline"):
-        counts = s["ingest"].get(key)
-        if counts:
-            print(
-                f"{key:<9} {counts['rows_read']:,} read, {counts['rows_loaded']:,} loaded, "
-                f"{counts['rows_rejected']:,} rejected"
-            )
-    print(draft.headline(s))
-    print(f"report written to {final} in {time.monotonic() - started:.1f} s")
-    return 0
-
-
-def step_timings(notebook: Path) -> str:
-    """The step timings an executed notebook printed, or '' when it printed none."""
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            text = out.get("text", "")
-            if TIMINGS_PREFIX in text:
-                return text.split(TIMINGS_PREFIX, 1)[1].strip()
-    return "kernel start-up and display"
-
-
-def swap_into_place(staging: Path, final: Path) -> None:
-    """Rename a finished staging folder to ``final``, moving an older report aside first.
-
-    Two runs may finish at once: each retries until its own rename wins, so the folder in
-    place is always one complete report, never a mix.
-    """
-    for attempt in range(50):
-        try:
-            staging.rename(final)
-            break
-        except OSError:
-            old = final.with_name(f".{final.name}.old-{os.getpid()}-{attempt}")
-            try:
-                final.rename(old)
-            except FileNotFoundError:
-                continue  # the other run moved it first; try again
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        raise ReportError(f"{final}: could not be replaced (is a file open in it?)")
-
-
-def summary_from_text(text: str) -> dict[str, Any]:
-    """Parse a summary.json text."""
-    import json
-
-    return json.loads(text)
-
-
-def execute(
-    p: dict[str, Any], staging: Path, *, quiet: bool = False, notebook: str = NOTEBOOK
-) -> None:
-    """Run one notebook through papermill into ``staging``.
-
-    A failing cell becomes one :class:`ReportError` naming the notebook and the cell.
-    """
-    import logging
-
-    import papermill as pm
-
-    # papermill warns about things we check ourselves (unknown parameters) and logs every
-    # cell's output at INFO; the progress bar is what a person at a terminal wants
-    logging.getLogger("papermill").setLevel(logging.ERROR)
-    nb_in = config.NOTEBOOKS_DIR / notebook
-    previous = os.environ.get(STAGING_ENV)
-    os.environ[STAGING_ENV] = str(staging)
-    try:
-        pm.execute_notebook(
-            str(nb_in),
-            str(staging / notebook),
-            parameters=p,
-            progress_bar=not quiet and sys.stderr.isatty(),
-            log_output=False,
-            cwd=os.getcwd(),
-            kernel_name="python3",
-            # the kernel's own start-up warnings (TCP on loopback) are not the user's business
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        )
-    except pm.PapermillExecutionError as exc:
-        cell = _cell_label(staging / notebook, exc.cell_index)
-        raise ReportError(
-            f"{notebook}, cell {exc.exec_count or exc.cell_index} ({cell}) failed: "
-            f"{exc.ename}: {' '.join(str(exc.evalue).split())}"
-        ) from None
-    finally:
-        if previous is None:
-            os.environ.pop(STAGING_ENV, None)
-        else:
-            os.environ[STAGING_ENV] = previous
-
-
-class ReportError(RuntimeError):
-    """The report could not be made; the message says where and why."""
-
-
-def _cell_label(path: Path, index: int) -> str:
-    """The first line of a cell's source, to name it in an error."""
-    try:
-        import nbformat
-
-        nb = nbformat.read(path, as_version=4)
-        first = nb.cells[index].source.strip().splitlines()[0]
-        return first[:60]
-    except Exception:  # the label is a nicety; the error itself must still be reported
-        return "?"
-
-
-def to_html(notebook: Path) -> Path:
-    """HTML of an executed notebook: code hidden, images embedded, one standalone file."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input = True
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
-    nb = nbformat.read(notebook, as_version=4)
-    body, _ = exporter.from_notebook_node(nb)
-    # a report opened offline must not reach for the internet: no math and no widgets here,
-    # so MathJax and require.js (fetched from a CDN by the template) are left out
-    body = re.sub(
-        r"\s*<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", body, flags=re.S
-    )
-    body = re.sub(r'\s*<script src="https?://[^"]*"></script>', "", body)
-    target = notebook.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
-    return target
-
-
-# --- postmortem verify ---
-
-
-def verify_main(report_dir: Path, say: Callable[[str], None]) -> int:
-    """Re-run a report from its manifest into a temporary folder and compare every hash."""
-    import json
-
-    manifest_path = report_dir / "manifest.json"
-    if not manifest_path.exists():
-        raise ReportError(f"{report_dir}: no manifest.json; is it a report folder?")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    problems: list[str] = []
-    for item in manifest["inputs"]:
-        path = _from_portable(item["path"])
-        if not path.exists():
-            problems.append(f"input {item['path']}: missing")
-        elif sha256_file(path) != item["sha256"]:
-            problems.append(f"input {item['path']}: SHA-256 differs from the manifest")
-    for item in manifest["outputs"]:
-        if item.get("sha256") is None:
-            continue
-        path = report_dir / item["path"]
-        if not path.exists():
-            problems.append(f"output {item['path']}: missing")
-        elif sha256_file(path) != item["sha256"]:
-            problems.append(f"output {item['path']}: changed since the report was written")
-    if problems:
-        for line in problems:
-            print(f"MISMATCH {line}")
-        print(f"verify: {report_dir} does NOT match its manifest ({len(problems)} problem(s))")
-        return 1
-    given = dict(manifest["parameters"])
-    with tempfile.TemporaryDirectory(prefix="postmortem-verify-") as tmp:
-        tmp_path = Path(tmp)
-        given["database"] = str(tmp_path / "verify.duckdb")
-        given["report_dir"] = str(tmp_path / "report")
-        for key in params.INPUTS:
-            given[key] = [str(_from_portable(v)) for v in given[key]]
-        say("re-running the report from the manifest's inputs and parameters")
-        p = params.resolve(given)
-        staging = tmp_path / "report"
-        staging.mkdir()
-        execute(p, staging, quiet=True)
-        for item in manifest["outputs"]:
-            if item.get("sha256") is None:
-                continue
-            again = staging / item["path"]
-            if not again.exists():
-                problems.append(f"output {item['path']}: not produced by the re-run")
-            elif sha256_file(again) != item["sha256"]:
-                problems.append(f"output {item['path']}: the re-run gives different bytes")
-    if problems:
-        for line in problems:
-            print(f"MISMATCH {line}")
-        print(f"verify: {report_dir} is NOT reproduced ({len(problems)} problem(s))")
-        return 1
-    n = sum(1 for item in manifest["outputs"] if item.get("sha256"))
-    print(f"verify: OK, {len(manifest['inputs'])} inputs and {n} outputs match {report_dir}")
-    return 0
-
-
-def _from_portable(text: str) -> Path:
-    p = Path(text)
-    return p if p.is_absolute() else config.PROJECT_ROOT / p
