@@ -341,7 +341,12 @@ class Records:
 
 
 def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records:
-    """The records of the JSON lines in ``_chunk``."""
+    """The records of the JSON lines in ``_chunk``.
+
+    Each line is parsed twice at most: once for its keys (the extra columns to keep), once
+    into a struct of text fields (``json_transform``); a broken line fails both, and only
+    then is its reason worked out.
+    """
     con.execute(
         r"""
         create or replace temp table _lines as
@@ -354,12 +359,9 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Re
         ), final as (
             select line,
                    left(coalesce(txt, blob::varchar), $keep) as raw,
-                   case when txt is null then 'invalid UTF-8'
-                        when jtype is null then 'broken JSON'
-                        when jtype <> 'OBJECT' then 'not a JSON object'
-                   end as pre_reason,
-                   txt as doc
-            from (select *, try(json_type(txt)) as jtype from cleaned)
+                   txt,
+                   try(json_keys(txt)) as keys
+            from cleaned
             where txt is null or not regexp_full_match(txt, '\s*')
         )
         select * from final
@@ -369,24 +371,26 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Re
     keys = [
         r[0]
         for r in con.execute(
-            "select distinct unnest(json_keys(doc)) as k from _lines "
-            "where pre_reason is null order by k"
+            "select distinct unnest(keys) as k from _lines where keys is not null order by k"
         ).fetchall()
     ]
     extras = _extras_from(keys, kind, state)
     names = list(kind.fields) + extras
-    paths = ["$." + n for n in names]
-    cols = ", ".join(f"v[{i + 1}] as {db.quote_identifier('f_' + n)}" for i, n in enumerate(names))
+    structure = json.dumps({n: "VARCHAR" for n in names})
+    cols = ", ".join(
+        f"v.{db.quote_identifier(n)} as {db.quote_identifier('f_' + n)}" for n in names
+    )
     state["seen"] = state.get("seen", set()) | {n for n in kind.fields if n in keys}
     sql = f"""
-        select line, raw, pre_reason, {cols}
-        from (
-            select line, raw, pre_reason,
-                   case when pre_reason is null then json_extract_string(doc, $paths) end as v
-            from _lines
-        )
+        select line, raw,
+               case when txt is null then 'invalid UTF-8'
+                    when v is null then 'broken JSON'
+                    when left(ltrim(txt), 1) <> '{{' then 'not a JSON object'
+               end as pre_reason,
+               {cols}
+        from (select line, raw, txt, try(json_transform(txt, $structure)) as v from _lines)
     """  # noqa: S608 - column names are checked identifiers
-    return Records(sql, {"paths": paths}, extras)
+    return Records(sql, {"structure": structure}, extras)
 
 
 _CSV_FIELD = r',("(?:[^"]|"")*"|[^,]*)'
