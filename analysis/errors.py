@@ -7,10 +7,11 @@ import duckdb
 
 def one_line(exc: BaseException) -> str:
     """A single-line message for ``exc``: its own text for our errors, the type otherwise."""
+    from analysis.execute import ReportError
     from analysis.load import LoadError
 
     text = " ".join(str(exc).split())
-    if isinstance(exc, (LoadError, ValueError, FileNotFoundError, PermissionError)):
+    if isinstance(exc, (LoadError, ReportError, ValueError, FileNotFoundError, PermissionError)):
         return text
     if isinstance(exc, duckdb.IOException) and "lock" in text.lower():
         return (

@@ -69,7 +69,12 @@ def parse_instant(text: str | datetime) -> datetime:
     if isinstance(text, datetime):
         value = text
     else:
-        value = datetime.fromisoformat(str(text).strip().replace("z", "Z"))
+        try:
+            value = datetime.fromisoformat(str(text).strip().replace("z", "Z"))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an ISO-8601 instant such as 2024-01-19T10:30:00Z"
+            ) from None
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; write it with Z or an offset")
     return value.astimezone(UTC).replace(tzinfo=None)
