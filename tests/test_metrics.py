@@ -90,9 +90,8 @@ def build() -> Fixture:
     return f
 
 
-@pytest.fixture
-def fixture_summary(con, tmp_path):
-    f = build()
+def summarise(con, tmp_path, f: Fixture) -> dict:
+    """Write a fixture as JSON Lines, load it, and return its summary."""
     auth = write(tmp_path / "auth.jsonl", "".join(json.dumps(r) + "\n" for r in f.auth))
     queries = write(tmp_path / "q.jsonl", "".join(json.dumps(r) + "\n" for r in f.queries))
     result = load.load(con, auth=auth, queries=queries)
@@ -101,6 +100,11 @@ def fixture_summary(con, tmp_path):
     )
     params = metrics.Params(start=metrics.parse_instant(START), end=metrics.parse_instant(END))
     return summary.analyse(con, params, scope, incident_id="t", load_result=result).summary
+
+
+@pytest.fixture
+def fixture_summary(con, tmp_path):
+    return summarise(con, tmp_path, build())
 
 
 def test_impact_and_auth_figures(fixture_summary):
@@ -204,14 +208,7 @@ def test_without_request_ids_the_caller_ratio_is_used_and_said(con, tmp_path):
     f.queries.append(
         {"ts": at(10, 5), "duration_ms": 1, "fingerprint": "select X", "caller": "billing"}
     )
-    auth = write(tmp_path / "auth.jsonl", "".join(json.dumps(r) + "\n" for r in f.auth))
-    queries = write(tmp_path / "q.jsonl", "".join(json.dumps(r) + "\n" for r in f.queries))
-    result = load.load(con, auth=auth, queries=queries)
-    scope = metrics.scope(
-        con, auth=result.source_ids("auth"), queries=result.source_ids("queries"), timeline=[]
-    )
-    params = metrics.Params(start=metrics.parse_instant(START), end=metrics.parse_instant(END))
-    s = summary.analyse(con, params, scope, incident_id="t").summary
+    s = summarise(con, tmp_path, f)
     qpa = s["db"]["queries_per_auth"]
     assert qpa["method"] == "caller-ratio"
     assert qpa["auth_callers"] == ["auth-service"]
