@@ -115,6 +115,8 @@ def test_a_10_mb_single_line_is_rejected_with_its_start_kept(con, tmp_path):
         ("lies.csv", gzip.compress(b"ts,user_id,outcome\n"), "is gzip data, not CSV"),
         ("lies.parquet", jl(GOOD), "not a readable Parquet file"),
         ("lies.jsonl", b"\x00\x01\x02binary", "binary data, not JSON Lines"),
+        # found by the fuzzer: a bare carriage return inside the header line
+        ("cr.csv", b"t\rs,user_id,outcome\n2024-01-19T10:30:00Z,u,success\n", "CSV header"),
     ],
 )
 def test_whole_file_errors_are_one_clear_line_from_the_cli(tmp_path, name, content, fragment):

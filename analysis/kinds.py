@@ -1,0 +1,120 @@
+"""What each kind of input holds, and what a load hands back: the shared vocabulary of
+:mod:`analysis.load`, :mod:`analysis.readers`, :mod:`analysis.validate` and the server-log
+formats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Progress = Callable[[str], None]
+
+
+RAW_KEEP_CHARS = 65536  # a reject keeps this much of its line: enough to read, bounded
+
+
+class LoadError(Exception):
+    """A whole input cannot be loaded; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one kind of input holds: its table, fields, and which are required."""
+
+    name: str
+    table: str
+    fields: tuple[str, ...]
+    required: tuple[str, ...]
+    numeric: tuple[str, ...] = ()
+    #: fields of which at least one must be present
+    one_of: tuple[str, ...] = ()
+
+
+AUTH = Kind(
+    "auth",
+    "auth_events",
+    ("ts", "user_id", "outcome", "request_id", "error_code", "latency_ms", "auth_path"),
+    ("ts", "user_id", "outcome"),
+    numeric=("latency_ms",),
+)
+
+
+QUERIES = Kind(
+    "queries",
+    "db_queries",
+    (
+        "ts",
+        "duration_ms",
+        "statement",
+        "fingerprint",
+        "request_id",
+        "caller",
+        "db_host",
+        "rows",
+        "error",
+    ),
+    ("ts", "duration_ms"),
+    numeric=("duration_ms", "rows"),
+    one_of=("statement", "fingerprint"),
+)
+
+
+TIMELINE = Kind("timeline", "timeline", ("ts", "kind", "text"), ("ts", "kind"))
+
+
+KINDS = {k.name: k for k in (AUTH, QUERIES, TIMELINE)}
+
+
+#: columns of ours that a data column may not take the name of
+RESERVED = {"source_id", "line", "raw", "reason", "pre_reason"}
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    kind: str
+    path: str
+    format: str
+    sha256: str
+    source_id: int
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    already_loaded: bool = False
+    notes: list[str] = field(default_factory=list)
+    #: rows that were not JSON objects at all (tells a file that is not JSON Lines)
+    not_json: int = 0
+
+
+@dataclass
+class LoadResult:
+    """Every file of one load, in the order given."""
+
+    files: list[FileResult] = field(default_factory=list)
+
+    def source_ids(self, kind: str) -> list[int]:
+        """Source ids of one kind of input (what a report is scoped to)."""
+        return [f.source_id for f in self.files if f.kind == kind]
+
+    def totals(self, kind: str) -> dict[str, int]:
+        """rows_read, rows_loaded and rows_rejected summed over one kind's files."""
+        out = {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0}
+        for f in self.files:
+            if f.kind == kind:
+                out["rows_read"] += f.rows_read
+                out["rows_loaded"] += f.rows_loaded
+                out["rows_rejected"] += f.rows_rejected
+        return out
+
+
+# --- turning each format into the relation `_rec(line, raw, pre_reason, f_<field>…)` ---
+
+
+@dataclass(frozen=True)
+class Records:
+    """A query giving ``(line, raw, pre_reason, f_<field>…)`` rows, all text, with its values."""
+
+    sql: str
+    params: dict[str, object]
+    extras: list[str]

@@ -1,0 +1,305 @@
+"""Turning JSON Lines, CSV, Parquet and YAML files into records of text fields.
+
+Text files are read as numbered physical lines (:mod:`analysis.lines`) and parsed in DuckDB;
+Parquet is read by DuckDB itself. Each reader hands batches of records to
+:func:`analysis.validate._store`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+from analysis import db, lines
+from analysis.kinds import RAW_KEEP_CHARS, RESERVED, FileResult, Kind, Progress, Records
+from analysis.lines import UnreadableFile
+from analysis.validate import _store
+
+_FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "yaml": "YAML"}
+
+
+def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records:
+    """The records of the JSON lines in ``_chunk``.
+
+    Each line is parsed twice at most: once for its keys (the extra columns to keep), once
+    into a struct of text fields (``json_transform``); a broken line fails both, and only
+    then is its reason worked out.
+    """
+    con.execute(
+        r"""
+        create or replace temp table _lines as
+        with decoded as (
+            select line, raw as blob, try(decode(raw)) as txt0 from _chunk
+        ), cleaned as (
+            select line, blob,
+                   case when line = 1 then ltrim(txt0, chr(65279)) else txt0 end as txt
+            from decoded
+        ), final as (
+            select line,
+                   left(coalesce(txt, blob::varchar), $keep) as raw,
+                   txt,
+                   try(json_keys(txt)) as keys
+            from cleaned
+            where txt is null or not regexp_full_match(txt, '\s*')
+        )
+        select * from final
+        """,
+        {"keep": RAW_KEEP_CHARS},
+    )
+    keys = [
+        r[0]
+        for r in con.execute(
+            "select distinct unnest(keys) as k from _lines where keys is not null order by k"
+        ).fetchall()
+    ]
+    extras = _extras_from(keys, kind, state)
+    names = list(kind.fields) + extras
+    structure = json.dumps({n: "VARCHAR" for n in names})
+    cols = ", ".join(
+        f"v.{db.quote_identifier(n)} as {db.quote_identifier('f_' + n)}" for n in names
+    )
+    state["seen"] = state.get("seen", set()) | {n for n in kind.fields if n in keys}
+    sql = f"""
+        select line, raw,
+               case when txt is null then 'invalid UTF-8'
+                    when v is null then 'broken JSON'
+                    when left(ltrim(txt), 1) <> '{{' then 'not a JSON object'
+               end as pre_reason,
+               {cols}
+        from (select line, raw, txt, try(json_transform(txt, $structure)) as v from _lines)
+    """  # noqa: S608 - column names are checked identifiers
+    return Records(sql, {"structure": structure}, extras)
+
+
+_CSV_FIELD = r',("(?:[^"]|"")*"|[^,]*)'
+
+
+def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records | None:
+    """The records of the CSV lines in ``_chunk``; the header comes from the first line."""
+    if "header" not in state:
+        first = db.one(con, "select line, raw from _chunk order by line limit 1")
+        if first is None:
+            return None
+        text = first[1].decode("utf-8", errors="replace").lstrip("\ufeff")
+        try:
+            header = [h.strip() for h in next(csv.reader([text]))]
+        except csv.Error as exc:  # a stray carriage return or quote in the header line
+            raise UnreadableFile(
+                f"{state['path']}: line {first[0]}: the CSV header cannot be read ({exc})"
+            ) from exc
+        state["header"] = header
+        state["header_line"] = first[0]
+        state["extras"] = _extras_from(header, kind, state)
+        state["seen"] = {n for n in kind.fields if n in header}
+        missing = [n for n in kind.required if n not in header]
+        if missing:
+            raise UnreadableFile(
+                f"{state['path']}: the CSV header has no {', '.join(missing)} column "
+                f"(columns: {', '.join(header)})"
+            )
+        if kind.one_of and not any(n in header for n in kind.one_of):
+            raise UnreadableFile(
+                f"{state['path']}: the CSV header has none of {', '.join(kind.one_of)}"
+            )
+    header: list[str] = state["header"]
+    wanted = list(kind.fields) + state["extras"]
+    cols = []
+    for n in wanted:
+        alias = db.quote_identifier("f_" + n)
+        if n in header:
+            idx = header.index(n) + 1
+            cols.append(f"nullif(unq(fields[{idx}]), '') as {alias}")
+        else:
+            cols.append(f"null::varchar as {alias}")
+    con.execute(
+        "create or replace temp macro unq(f) as "
+        "case when len(f) >= 2 and f[1] = '\"' and f[-1] = '\"' "
+        "then replace(f[2:-2], '\"\"', '\"') else f end"
+    )
+    sql = f"""
+        with decoded as (
+            select line, raw as blob, try(decode(raw)) as txt from _chunk where line > $hdr
+        ), split as (
+            select line, blob, txt,
+                   regexp_extract_all(',' || txt, $pattern, 1) as fields
+            from decoded
+            where txt is null or not regexp_full_match(txt, '\\s*')
+        )
+        select line,
+               left(coalesce(txt, blob::varchar), $keep) as raw,
+               case when txt is null then 'invalid UTF-8'
+                    when array_to_string(fields, ',') <> txt then 'malformed CSV quoting'
+                    when len(fields) <> $ncols then
+                        'wrong column count: expected ' || $ncols || ', got ' || len(fields)
+               end as pre_reason,
+               {", ".join(cols)}
+        from split
+    """  # noqa: S608 - column names are checked identifiers
+    values = {
+        "hdr": state["header_line"],
+        "pattern": _CSV_FIELD,
+        "keep": RAW_KEEP_CHARS,
+        "ncols": len(header),
+    }
+    return Records(sql, values, state["extras"])
+
+
+def _extras_from(names: Iterable[str], kind: Kind, state: dict) -> list[str]:
+    """Extra columns to keep: plain identifiers that are not fields of ours."""
+    extras = list(state.get("extras", []))
+    for n in names:
+        if n in kind.fields or n in extras:
+            continue
+        if n in RESERVED or not db.is_identifier(n) or n.startswith("f_"):
+            state.setdefault("skipped_columns", set()).add(n)
+            continue
+        extras.append(n)
+    return extras
+
+
+def _load_text(
+    con: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    path: Path,
+    res: FileResult,
+    to_records: Callable[[duckdb.DuckDBPyConnection, Kind, dict], Records | None],
+    *,
+    tz: str,
+    progress: Progress | None,
+) -> None:
+    state: dict = {"path": str(path)}
+    for chunk in lines.iter_chunks(path):
+        con.register("_chunk_view", chunk.table)
+        con.execute("create or replace temp table _chunk as select * from _chunk_view")
+        con.unregister("_chunk_view")
+        rec = to_records(con, kind, state)
+        if rec is not None:
+            _store(con, kind, res, rec, tz)
+        if progress:
+            total = f" of {chunk.bytes_total / 1e6:,.0f} MB" if chunk.bytes_total else ""
+            progress(
+                f"{path.name}: {chunk.bytes_done / 1e6:,.0f} MB{total} read, "
+                f"{res.rows_read:,} rows"
+            )
+    res.rows_rejected = res.rows_read - res.rows_loaded
+    _check_whole_file(res, kind, state, fmt_name=_FORMAT_NAMES[res.format])
+
+
+def _check_whole_file(res: FileResult, kind: Kind, state: dict, *, fmt_name: str) -> None:
+    """Stop when a file is not what it claims or lacks a required field everywhere."""
+    bad_json = res.not_json
+    if res.rows_read and res.format == "jsonl" and bad_json == res.rows_read:
+        raise UnreadableFile(f"{res.path}: no line is a JSON object; is it {fmt_name}?")
+    if res.rows_read and res.rows_read > bad_json and res.format == "jsonl":
+        seen = state.get("seen", set())
+        missing = [n for n in kind.required if n not in seen]
+        if missing:
+            raise UnreadableFile(f"{res.path}: no row has the required field {', '.join(missing)}")
+        if kind.one_of and not any(n in seen for n in kind.one_of):
+            raise UnreadableFile(f"{res.path}: no row has any of {', '.join(kind.one_of)}")
+    if state.get("skipped_columns"):
+        res.notes.append(
+            "columns not kept (not plain names or reserved): "
+            + ", ".join(sorted(state["skipped_columns"]))
+        )
+
+
+def _load_parquet(
+    con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, *, tz: str
+) -> None:
+    try:
+        schema = con.execute(
+            "select column_name, column_type from (describe select * from read_parquet(?))",
+            [str(path)],
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise UnreadableFile(f"{path}: is not a readable Parquet file ({exc})") from exc
+    names = [r[0] for r in schema]
+    types = {r[0]: r[1] for r in schema}
+    missing = [n for n in kind.required if n not in names]
+    if missing:
+        raise UnreadableFile(
+            f"{path}: the Parquet file has no {', '.join(missing)} column "
+            f"(columns: {', '.join(names)})"
+        )
+    state: dict = {"path": str(path)}
+    extras = _extras_from(names, kind, state)
+    present = [n for n in names if n in kind.fields or n in extras]
+    cols = []
+    for n in list(kind.fields) + extras:
+        alias = db.quote_identifier("f_" + n)
+        if n in names and types[n] == "JSON":
+            # a column of mixed types arrives as JSON: its text, not its JSON quoting
+            cols.append(f"json_extract_string(p.{db.quote_identifier(n)}, '$') as {alias}")
+        elif n in names:
+            cols.append(f"cast(p.{db.quote_identifier(n)} as varchar) as {alias}")
+        else:
+            cols.append(f"null::varchar as {alias}")
+    raw = ", ".join(f"{db.quote_identifier(n)} := p.{db.quote_identifier(n)}" for n in present)
+    sql = f"""
+        select file_row_number + 1 as line,
+               left(to_json(struct_pack({raw}))::varchar, $keep) as raw,
+               null::varchar as pre_reason,
+               {", ".join(cols)}
+        from read_parquet($path, file_row_number = true) p
+    """  # noqa: S608 - identifiers checked
+    _store(con, kind, res, Records(sql, {"path": str(path), "keep": RAW_KEEP_CHARS}, extras), tz)
+    res.rows_rejected = res.rows_read - res.rows_loaded
+    _check_whole_file(res, kind, state, fmt_name="Parquet")
+
+
+def _load_yaml(
+    con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, *, tz: str
+) -> None:
+    """A timeline in YAML: a list of mappings; small, so read with PyYAML."""
+    text = lines.open_bytes(path).read().decode("utf-8", errors="replace")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UnreadableFile(f"{path}: is not valid YAML ({exc})") from exc
+    if data is None:
+        data, items = [], []
+    elif not isinstance(data, list) or not isinstance(node, yaml.SequenceNode):
+        raise UnreadableFile(f"{path}: a timeline in YAML must be a list of {{ts, kind, text}}")
+    else:
+        items = node.value
+    rows = []
+    for item, item_node in zip(data, items, strict=True):
+        line = item_node.start_mark.line + 1
+        if not isinstance(item, dict):
+            rows.append((line, json.dumps(item, default=str), "not a mapping", None, None, None))
+            continue
+        vals = [_yaml_text(item.get(n)) for n in kind.fields]
+        rows.append((line, json.dumps(item, default=str, sort_keys=True), None, *vals))
+    table = pa.table(
+        {
+            "line": pa.array([r[0] for r in rows], pa.int64()),
+            "raw": pa.array([r[1] for r in rows], pa.string()),
+            "pre_reason": pa.array([r[2] for r in rows], pa.string()),
+            **{
+                "f_" + n: pa.array([r[3 + i] for r in rows], pa.string())
+                for i, n in enumerate(kind.fields)
+            },
+        }
+    )
+    con.register("_yaml_view", table)
+    con.execute("create or replace temp table _yaml as select * from _yaml_view")
+    con.unregister("_yaml_view")
+    _store(con, kind, res, Records("select * from _yaml", {}, []), tz)
+    res.rows_rejected = res.rows_read - res.rows_loaded
+
+
+def _yaml_text(value: object) -> str | None:
+    """YAML turns unquoted times into datetimes: give them back as ISO text."""
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()  # type: ignore[no-any-return]
+    return str(value)

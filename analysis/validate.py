@@ -1,0 +1,162 @@
+"""Validation: one query per kind of input, shared by every format, that types the text
+fields of a batch of records and gives each row a home in its table or a reason in
+``rejects``."""
+
+from __future__ import annotations
+
+import duckdb
+
+from analysis import db
+from analysis.config import TIMELINE_KINDS
+from analysis.kinds import AUTH, QUERIES, TIMELINE, FileResult, Kind, Records
+
+# --- validation: one query per kind, shared by every format ---
+
+
+#: a time of day followed by a zone: Z, an offset, or UTC/GMT
+_ZONED = r".*\d:\d\d(:\d\d(\.\d*)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?|UTC|GMT)"
+
+
+def _ts_expr(col: str, *, utc: bool) -> str:
+    """SQL turning a text field into a UTC ``timestamp`` (NULL when it cannot be parsed).
+
+    With ``utc`` (source_timezone UTC) one cast reads ISO text with or without a zone, and
+    only what it cannot read is tried as epoch seconds or milliseconds; otherwise a text
+    without a zone is read in ``$tz``.
+    """
+    v = f"trim({col})"
+    epoch = rf"""
+            when regexp_full_match({v}, '[+-]?\d+(\.\d+)?([eE][+-]?\d+)?') then
+                try(to_timestamp(case when abs(try_cast({v} as double)) >= 1e11
+                                      then try_cast({v} as double) / 1000
+                                      else try_cast({v} as double) end))"""
+    if utc:
+        return rf"""
+        timezone('UTC', coalesce(try_cast({v} as timestamptz), case
+            when {col} is null then null {epoch}
+        end))"""
+    return rf"""
+        timezone('UTC', case
+            when {col} is null then null {epoch}
+            when regexp_full_match({v}, '{_ZONED}') then try_cast({v} as timestamptz)
+            else try(timezone($tz, try_cast({v} as timestamp)))
+        end)"""
+
+
+def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
+    """The query from the records to ``_checked``: typed columns and a reject reason."""
+    extras = rec.extras
+    f = {n: db.quote_identifier("f_" + n) for n in list(kind.fields) + extras}
+    typed = [f"{_ts_expr(f['ts'], utc=utc)} as ts"]
+    checks = [f"when {f['ts']} is null or trim({f['ts']}) = '' then 'missing required field ts'"]
+    checks.append(
+        f"when ts is null then 'unparseable or impossible time: ' || left({f['ts']}, 60)"
+    )
+    for n in kind.fields[1:]:
+        col = db.quote_identifier(n)
+        if n in kind.numeric:
+            typed.append(f"try_cast(trim({f[n]}) as double) as {col}")
+        elif n == "outcome":
+            typed.append(f"lower(trim({f[n]})) as {col}")
+        elif n == "kind" and kind is TIMELINE:
+            typed.append(f"lower(trim({f[n]})) as {col}")
+        else:
+            typed.append(f"nullif(trim({f[n]}), '') as {col}")
+        if n in kind.required:
+            checks.append(
+                f"when {f[n]} is null or trim({f[n]}) = '' then 'missing required field {n}'"
+            )
+        if n in kind.numeric:
+            checks.append(
+                f"when {f[n]} is not null and trim({f[n]}) <> '' and {col} is null "
+                f"then 'non-numeric {n}: ' || left({f[n]}, 60)"
+            )
+            checks.append(f"when {col} < 0 then 'negative {n}: ' || {f[n]}")
+            checks.append(f"when isinf({col}) or isnan({col}) then 'non-finite {n}'")
+    if kind is AUTH:
+        checks.append(
+            "when outcome not in ('success', 'failure') then 'unknown outcome: ' || "
+            + f"left({f['outcome']}, 60)"
+        )
+    if kind is QUERIES:
+        checks.append(
+            "when statement is null and fingerprint is null "
+            "then 'missing required field statement or fingerprint'"
+        )
+        checks.append(
+            'when "rows" is not null and "rows" <> floor("rows") '
+            "then 'non-integer rows: ' || f_rows"
+        )
+    if kind is TIMELINE:
+        allowed = ", ".join("'" + k + "'" for k in TIMELINE_KINDS)  # fixed constants
+        checks.append(
+            f"when kind not in ({allowed}) then 'unknown timeline kind: ' || left(f_kind, 60)"
+        )
+    for n in extras:
+        typed.append(f"{f[n]} as {db.quote_identifier(n)}")
+    raw_fields = ", ".join(f.values())
+    return f"""
+        create or replace temp table _checked as
+        with _rec as (
+            {rec.sql}
+        ), typed as (
+            select line, raw, pre_reason, {raw_fields},
+                   {", ".join(typed)}
+            from _rec
+        ), final as (
+            select *,
+                   case when pre_reason is not null then pre_reason
+                        {" ".join(checks)}
+                   end as reason
+            from typed
+        )
+        select * from final
+    """  # noqa: S608 - identifiers are from the fixed field lists or checked
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, rec: Records, tz: str
+) -> None:
+    """Validate the records and move each row into the kind's table or ``rejects``."""
+    extras = rec.extras
+    utc = tz == "UTC"
+    values = dict(rec.params)
+    if not utc:
+        values["tz"] = tz
+    con.execute(_validation_sql(kind, rec, utc=utc), values)
+    have = set(db.columns_of(con, kind.table))
+    for n in extras:
+        if n not in have:
+            con.execute(
+                f"alter table {kind.table} add column {db.quote_identifier(n)} varchar"  # noqa: S608
+            )
+    cols = [n for n in kind.fields] + extras
+    select = []
+    for n in cols:
+        q = db.quote_identifier(n)
+        if n == "rows":
+            select.append('try_cast("rows" as bigint) as "rows"')
+        elif n == "fingerprint":
+            select.append("coalesce(fingerprint, fingerprint(statement)) as fingerprint")
+        else:
+            select.append(q)
+    target = ", ".join(["source_id", "line"] + [db.quote_identifier(n) for n in cols])
+    con.execute(
+        f"insert into {kind.table} ({target}) "  # noqa: S608 - fixed table, checked columns
+        f"select $sid, line, {', '.join(select)} from _checked where reason is null",
+        {"sid": res.source_id},
+    )
+    con.execute(
+        "insert into rejects select $sid, $file, line, raw, reason "
+        "from _checked where reason is not null",
+        {"sid": res.source_id, "file": res.path},
+    )
+    counts = db.one(
+        con,
+        "select count(*), count(*) filter (where reason is null), "
+        "count(*) filter (where pre_reason in ('broken JSON', 'not a JSON object')) "
+        "from _checked",
+    )
+    res.rows_read += counts[0]
+    res.rows_loaded += counts[1]
+    res.not_json += counts[2]
