@@ -15,7 +15,9 @@ from typing import Any
 #: the charts of a report, in the order the draft links them
 CHARTS = ("overview", "error_codes", "fingerprints", "affected_users", "dimensions", "bypass")
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+# what Markdown could read as markup in the middle of a line (a '-' or '.' only matters at
+# the start of a line, and data never starts a line here)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>()#|~])")
 
 
 def md(text: Any) -> str:
@@ -223,12 +225,12 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
         )
         if bp["on_at_declared_end"]:
             lines.append(
-                f"- > **The bypass outlived the fix**: {bp['logins_after_declared_end']:,} "
+                f"- **The bypass outlived the fix**: {bp['logins_after_declared_end']:,} "
                 f"bypass logins by {bp['users_after_declared_end']:,} users came after the "
                 f"declared end ({_t(dec['end'])})."
             )
         if bp["on_at_data_end"]:
-            lines.append("- > **The bypass was still on at the end of the data.**")
+            lines.append("- **The bypass was still on at the end of the data.**")
         lines.append(
             "- The users to re-verify are listed in `SENSITIVE-bypass-users.csv` "
             "(keyed pseudonyms unless the report says it is not redacted)."
@@ -249,8 +251,11 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
         "## Evidence",
         "",
     ]
-    for name in figures:
-        lines.append(f"![{name}](figures/{name}.png)")
+    titles = chart_titles(s)
+    for name in [n for n in CHARTS if n in figures]:
+        lines.append(f"**{md(titles[name])}**")
+        lines.append("")
+        lines.append(f"![{md(titles[name])}](figures/{name}.png)")
         lines.append("")
     ing = s["ingest"]
     for key in ("auth", "queries"):
