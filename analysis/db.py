@@ -89,6 +89,9 @@ def connect(
         config["threads"] = int(threads)
     con = duckdb.connect(str(database), read_only=read_only, config=config)
     con.execute("set TimeZone = 'UTC'")
+    # progress is ours to report (stderr, once a second); DuckDB's own bar would land in
+    # notebooks and in the middle of the command's output
+    con.execute("set enable_progress_bar = false")
     fingerprint.install(con)
     if not read_only:
         con.execute(SCHEMA)
