@@ -91,7 +91,10 @@ def connect(
     con.execute("set TimeZone = 'UTC'")
     # progress is ours to report (stderr, once a second); DuckDB's own bar would land in
     # notebooks and in the middle of the command's output
-    con.execute("set enable_progress_bar = false")
+    try:
+        con.execute("set enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass  # inside a Jupyter kernel DuckDB refuses the setting (and shows no bar there)
     fingerprint.install(con)
     if not read_only:
         con.execute(SCHEMA)
