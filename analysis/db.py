@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -16,10 +17,11 @@ create table if not exists sources (
     path varchar not null,          -- as given on the command line
     format varchar not null,
     sha256 varchar not null,
+    options varchar not null,       -- how it was read (format, time zone, …), as JSON
     rows_read bigint not null,
     rows_loaded bigint not null,
     rows_rejected bigint not null,
-    unique (kind, sha256)
+    unique (kind, sha256, options)
 );
 create table if not exists auth_events (
     source_id integer not null,
@@ -62,6 +64,9 @@ create table if not exists rejects (
 """
 
 DEFAULT_MEMORY_LIMIT = "3GB"
+#: `postmortem report --memory-limit/--threads` reach the notebook's kernel through these
+MEMORY_ENV = "POSTMORTEM_MEMORY_LIMIT"
+THREADS_ENV = "POSTMORTEM_THREADS"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -82,9 +87,10 @@ def connect(
     # uncommitted transaction in memory (21.7 GB peak RSS for 13.6M rows without a limit,
     # 6.6 GB with 3GB); insertion order is never relied on (every query orders explicitly)
     config: dict[str, str | int | bool] = {
-        "memory_limit": memory_limit or DEFAULT_MEMORY_LIMIT,
+        "memory_limit": memory_limit or os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY_LIMIT,
         "preserve_insertion_order": False,
     }
+    threads = threads or os.environ.get(THREADS_ENV)
     if threads:
         config["threads"] = int(threads)
     con = duckdb.connect(str(database), read_only=read_only, config=config)

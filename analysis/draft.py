@@ -119,7 +119,7 @@ def headline(s: dict[str, Any]) -> str:
     detected = f"{_t(det['start'])}–{_t(det['end'])}" if det else "none"
     return (
         f"affected {imp['users_affected']:,} of {imp['users_active']:,} active users "
-        f"({_pct(imp['affected_share'])}); queries per auth ×{db['amplification']}; "
+        f"({_pct(imp['affected_share'])}); queries per auth ×{_num(db['amplification'], '.2f')}; "
         f"detected window {detected} (agrees with declared: {w['agrees']})"
     )
 
@@ -193,12 +193,23 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
         lines.append(f"- {_t(det['end'])}: failures back to baseline (from the data)")
     lines += ["", "## Root cause and resolution", ""]
     if qpa["baseline"] is not None and qpa["incident"] is not None:
+        moved = "rose" if qpa["incident"] > qpa["baseline"] else "went"
         lines.append(
-            f"- Database queries per auth attempt rose from {qpa['baseline']:.2f} to "
-            f"{qpa['incident']:.2f} (×{db['amplification']}; method: {qpa['method']})."
+            f"- Database queries per auth attempt {moved} from {qpa['baseline']:.2f} to "
+            f"{qpa['incident']:.2f} (×{_num(db['amplification'], '.2f')}; method: "
+            f"{qpa['method']})."
         )
-    if db["top_fingerprints"]:
-        top = db["top_fingerprints"][0]
+    elif qpa["method"] == "none":
+        lines.append(
+            "- No query could be tied to the auth service (no `request_id` match and no "
+            "caller named like auth): queries per auth attempt are not measured."
+        )
+    top = db["top_fingerprints"][0] if db["top_fingerprints"] else None
+    if (
+        top
+        and top["incident_per_auth"] is not None
+        and top["incident_per_auth"] > (top["baseline_per_auth"] or 0)
+    ):
         lines.append(
             f"- The largest rise is the query `{top['fingerprint'].replace('`', '')}`: "
             f"{_num(top['baseline_per_auth'], '.2f')} → {_num(top['incident_per_auth'], '.2f')} "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from analysis import config, draft, params
+from analysis import config, db, draft, params
 from analysis.report import NOTEBOOK, NOTEBOOKS, STAGING_ENV, TIMINGS_PREFIX, Run
 
 
@@ -27,6 +27,11 @@ def gather_parameters(args: Any) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             given[key] = value
+    # the sample's files are the defaults only while no input is named: a report on your own
+    # auth log must not pick up the sample's queries and timeline for the ones you left out
+    if any(key in given for key in params.INPUTS):
+        for key in params.INPUTS:
+            given.setdefault(key, "")
     return params.resolve(given)
 
 
@@ -34,10 +39,21 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     """``postmortem report``: check, execute the notebook, convert, move into place."""
     started = time.monotonic()
     p = gather_parameters(args)
+    if getattr(args, "memory_limit", None):
+        os.environ[db.MEMORY_ENV] = args.memory_limit
+    if getattr(args, "threads", None):
+        os.environ[db.THREADS_ENV] = str(args.threads)
     run = Run(p, say=say)
     for key in params.INPUTS:
         run.input_files(key)  # a missing input stops here, before a kernel starts
     final = run.out_dir
+    if final.exists() and (
+        not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())
+    ):
+        raise ReportError(
+            f"{final}: exists and is not a report folder (no manifest.json); a report replaces "
+            "its folder, so choose another --out"
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)
@@ -97,7 +113,8 @@ def swap_into_place(staging: Path, final: Path) -> None:
                 final.rename(old)
             except FileNotFoundError:
                 continue  # the other run moved it first; try again
-            shutil.rmtree(old, ignore_errors=True)
+            if (old / "manifest.json").exists() or not any(old.iterdir()):
+                shutil.rmtree(old, ignore_errors=True)  # only ever an earlier report
     else:
         raise ReportError(f"{final}: could not be replaced (is a file open in it?)")
 

@@ -100,15 +100,15 @@ class LoadResult:
     def totals(self, kind: str) -> dict[str, int]:
         """rows_read, rows_loaded and rows_rejected summed over one kind's files."""
         out = {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0}
+        seen: set[int] = set()
         for f in self.files:
-            if f.kind == kind:
+            # the same file given twice is one source, counted once
+            if f.kind == kind and f.source_id not in seen:
+                seen.add(f.source_id)
                 out["rows_read"] += f.rows_read
                 out["rows_loaded"] += f.rows_loaded
                 out["rows_rejected"] += f.rows_rejected
         return out
-
-
-# --- turning each format into the relation `_rec(line, raw, pre_reason, f_<field>…)` ---
 
 
 @dataclass(frozen=True)

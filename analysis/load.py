@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,11 +197,16 @@ def _load_file(
     year: int | None = None,
 ) -> FileResult:
     digest = sha256_of(path)
+    # the same bytes read with other settings are other rows: the settings are part of the key
+    options = json.dumps(
+        {"format": fmt, "source_timezone": tz, "log_line_prefix": log_line_prefix, "year": year},
+        sort_keys=True,
+    )
     row = db.one(
         con,
         "select source_id, rows_read, rows_loaded, rows_rejected, format from sources "
-        "where kind = ? and sha256 = ?",
-        [kind.name, digest],
+        "where kind = ? and sha256 = ? and options = ?",
+        [kind.name, digest, options],
     )
     if row:
         res = FileResult(kind.name, str(path), row[4], digest, row[0], row[1], row[2], row[3])
@@ -236,13 +242,15 @@ def _load_file(
             year=year,
         )
     con.execute(
-        "insert into sources values (?, ?, ?, ?, ?, ?, ?, ?)",
+        "insert into sources (source_id, kind, path, format, sha256, options, rows_read, "
+        "rows_loaded, rows_rejected) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             source_id,
             kind.name,
             str(path),
             fmt,
             digest,
+            options,
             res.rows_read,
             res.rows_loaded,
             res.rows_rejected,

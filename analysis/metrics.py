@@ -156,20 +156,25 @@ def scope(
     if linked:
         method, callers = "request_id", ()
         # a query belongs to the attempt that issued it; it counts in that attempt's period
+        # one attempt per request_id (the first): a retry that reuses its id, or sshd's pid,
+        # must not count the same query twice
         con.execute(
             "create or replace temp view v_auth_queries as "
             "select a.ts, q.ts as query_ts, q.fingerprint, q.duration_ms, q.request_id "
-            "from v_queries q join v_auth a using (request_id)"
+            "from v_queries q join (select request_id, min(ts) as ts from v_auth "
+            "where request_id is not null group by request_id) a using (request_id)"
         )
     else:
         callers = _auth_callers(con, auth_caller)
-        method = "caller-ratio"
         con.execute("create or replace temp table _auth_callers (caller varchar)")
         if callers:
+            method = "caller-ratio"
             con.executemany("insert into _auth_callers values (?)", [[c] for c in callers])
             where = "where caller in (select caller from _auth_callers)"
         else:
-            where = ""
+            # nothing ties any query to the auth service: no figure rather than a wrong one
+            method = "none"
+            where = "where false"
         con.execute(
             "create or replace temp view v_auth_queries as "  # noqa: S608 - fixed text
             "select ts, ts as query_ts, fingerprint, duration_ms, request_id "
@@ -247,17 +252,27 @@ def top_fingerprints(
     ).df()
 
 
-def peak(series_df: pd.DataFrame, params: Params) -> tuple[float | None, datetime | None]:
-    """Highest per-bucket error rate inside the declared window, and its bucket (earliest)."""
-    inside = series_df[
-        (series_df["bucket"] >= params.start)
-        & (series_df["bucket"] < params.end)
-        & (series_df["attempts"] > 0)
-    ]
-    if inside.empty:
+def peak(con: duckdb.DuckDBPyConnection, params: Params) -> tuple[float | None, datetime | None]:
+    """Highest per-bucket error rate inside the declared window, and its bucket (earliest).
+
+    Buckets start at the window's start, so none of them reaches outside it.
+    """
+    row = db.one(
+        con,
+        """
+        select time_bucket($bucket::interval, ts, $start) as bucket,
+               count(*) filter (where outcome = 'failure') / count(*) as error_rate
+        from v_auth
+        where ts >= $start and ts < $end
+        group by 1
+        order by error_rate desc, bucket
+        limit 1
+        """,
+        {"bucket": bucket_interval(params.bucket), "start": params.start, "end": params.end},
+    )
+    if row is None:
         return None, None
-    idx = inside["error_rate"].astype(float).idxmax()
-    return float(inside.loc[idx, "error_rate"]), inside.loc[idx, "bucket"].to_pydatetime()
+    return float(row[1]), row[0]
 
 
 def minutes(n: float) -> timedelta:

@@ -134,6 +134,8 @@ def resolve_path(value: str) -> str:
 
 def input_list(value: str | list[str] | None) -> list[str]:
     """An input parameter as a list of path texts (a string may hold several, comma-free)."""
-    if value is None or value == "":
+    if value is None:
         return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+    items = [value] if isinstance(value, str) else [str(v) for v in value]
+    # an empty text means "none" (never "the working directory")
+    return [v for v in items if v.strip()]

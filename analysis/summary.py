@@ -7,6 +7,7 @@ inputs give the same bytes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,8 +38,8 @@ class Analysis:
 
 
 def _r(value: Any, digits: int = RATE_DIGITS) -> float | None:
-    if value is None or pd.isna(value):
-        return None
+    if value is None or pd.isna(value) or not math.isfinite(float(value)):
+        return None  # JSON has no NaN or infinity (a sum of huge durations can overflow)
     return round(float(value), digits)
 
 
@@ -146,9 +147,12 @@ def analyse(
     bucket = timedelta(seconds=metrics.bucket_seconds(params.bucket))
     detected = detect.detect_window(series_df, bucket=bucket)
     events = timeline_events(con)
-    peak_rate, peak_minute = metrics.peak(series_df, params)
-    qpa_base = _ratio(base["auth_queries"], base["attempts"])
-    qpa_inc = _ratio(window["auth_queries"], window["attempts"])
+    peak_rate, peak_minute = metrics.peak(con, params)
+    if scope.qpa_method == "none":
+        qpa_base = qpa_inc = None
+    else:
+        qpa_base = _ratio(base["auth_queries"], base["attempts"])
+        qpa_inc = _ratio(window["auth_queries"], window["attempts"])
     guard = timedelta(minutes=params.guard_minutes)
     summary: dict[str, Any] = {
         "incident_id": incident_id,

@@ -282,3 +282,14 @@ def test_timeline_yaml_rows_and_bad_kinds(con, tmp_path):
     assert con.execute("select line, reason from rejects").fetchall() == [
         (5, "unknown timeline kind: party")
     ]
+
+
+def test_the_same_file_read_with_other_settings_is_loaded_again(con, tmp_path):
+    f = write(tmp_path / "a.jsonl", jl({**GOOD, "ts": "2024-01-19 10:00:00"}))
+    first = load.load(con, auth=f)
+    again = load.load(con, auth=f, source_timezone="Europe/Paris")
+    assert not again.files[0].already_loaded
+    assert again.source_ids("auth") != first.source_ids("auth")
+    rows = con.execute("select source_id, ts from auth_events order by source_id").fetchall()
+    assert [r[1] for r in rows] == [datetime(2024, 1, 19, 10, 0), datetime(2024, 1, 19, 9, 0)]
+    assert load.load(con, auth=f, source_timezone="Europe/Paris").files[0].already_loaded

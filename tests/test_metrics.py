@@ -333,3 +333,59 @@ def test_a_partial_outage_puts_the_datacenter_above_its_instances(con, tmp_path)
     assert instances and all(d["score"] < dims[0]["score"] for d in instances)
     # after the datacenter come its instances, each a quarter of it, before anything else
     assert {d["value"] for d in dims[1:5]} == {"dc3-0", "dc3-1", "dc3-2", "dc3-3"}
+
+
+def test_review_fixes_request_ids_callers_peak_and_overflow(con, tmp_path):
+    """Found by review: a reused request_id, no auth caller, buckets across the window edge,
+    and durations whose sum overflows."""
+    auth = [
+        {"ts": at(10, 5), "user_id": "u1", "outcome": "success", "request_id": "r1"},
+        {"ts": at(10, 6), "user_id": "u1", "outcome": "success", "request_id": "r1"},  # reused
+        {"ts": at(10, 2), "user_id": "u2", "outcome": "failure", "error_code": "db_timeout"},
+        {"ts": at(10, 59), "user_id": "u3", "outcome": "success"},
+        {"ts": at(11, 1), "user_id": "u4", "outcome": "failure", "error_code": "db_timeout"},
+    ]
+    queries = [
+        {"ts": at(10, 5), "duration_ms": 1e308, "fingerprint": "select 1", "request_id": "r1"},
+        {"ts": at(10, 5), "duration_ms": 1.5e308, "fingerprint": "select 1", "request_id": "r1"},
+    ]
+    a = write(tmp_path / "a.jsonl", "".join(json.dumps(r) + "\n" for r in auth))
+    q = write(tmp_path / "q.jsonl", "".join(json.dumps(r) + "\n" for r in queries))
+    res = load.load(con, auth=[a, a], queries=q)
+    assert res.totals("auth")["rows_read"] == 5  # the same file twice counts once
+    scope = metrics.scope(con)
+    # a window that starts mid-bucket: the 10:02 failure is inside it, the 11:01 one is not
+    p = metrics.Params(
+        start=metrics.parse_instant("2024-01-19T10:02:00Z"),
+        end=metrics.parse_instant("2024-01-19T11:00:00Z"),
+        bucket="5min",
+    )
+    s = summary.analyse(con, p, scope, incident_id="t").summary
+    assert s["db"]["queries_per_auth"]["incident"] == round(2 / 4, 4)  # 2 queries, 4 attempts
+    assert s["db"]["top_fingerprints"][0]["incident"]["count"] == 2
+    assert s["db"]["top_fingerprints"][0]["incident"]["total_ms"] is None  # inf, not a crash
+    # buckets start at the window's start: 10:02-10:07 holds the failure and two successes
+    assert (s["auth"]["peak_error_rate"], s["auth"]["peak_minute"]) == (
+        0.3333,
+        "2024-01-19T10:02:00Z",
+    )
+    summary.dumps(s)
+
+
+def test_without_any_auth_caller_queries_per_auth_is_not_measured(con, tmp_path):
+    f = build()
+    for q in f.queries:
+        q.pop("request_id")
+        q["caller"] = "billing"
+    s = summarise(con, tmp_path, f)
+    assert s["db"]["queries_per_auth"] == {
+        "baseline": None,
+        "incident": None,
+        "method": "none",
+        "auth_callers": [],
+    }
+    assert s["db"]["amplification"] is None and s["db"]["top_fingerprints"] == []
+    from analysis import draft
+
+    text = draft.render(s)
+    assert "not measured" in text and "largest rise" not in text and "None" not in text

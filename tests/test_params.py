@@ -82,3 +82,32 @@ def test_config_file_values_and_errors(tmp_path):
         params.read_config(cfg)
     with pytest.raises(ValueError, match="no such config"):
         params.read_config(tmp_path / "missing.yaml")
+
+
+def test_naming_one_input_does_not_bring_in_the_samples_other_inputs():
+    from analysis import cli, execute
+
+    args = cli.build_parser().parse_args(["report", "--auth", "mine.jsonl"])
+    p = execute.gather_parameters(args)
+    assert (p["auth_logs"], p["query_logs"], p["timeline"]) == (["mine.jsonl"], "", "")
+    assert params.input_list(p["query_logs"]) == [] and params.input_list(["", " "]) == []
+    default = execute.gather_parameters(cli.build_parser().parse_args(["report"]))
+    assert default["query_logs"] == "data/sample/db_queries.jsonl"
+
+
+def test_report_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    victim = tmp_path / "logs"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("keep me")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "postmortem"), "report", "--out", str(victim)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "not a report folder" in proc.stderr
+    assert (victim / "notes.txt").read_text() == "keep me"

@@ -113,7 +113,7 @@ def test_the_draft_takes_its_numbers_from_the_summary(report):
     imp = s["impact"]
     assert f"{imp['users_affected']:,} of {imp['users_active']:,} users" in md
     assert f"({100 * imp['affected_share']:.1f}%)" in md
-    assert f"×{s['db']['amplification']}" in md
+    assert f"×{s['db']['amplification']:.2f}" in md
     assert f"{s['bypass']['logins']:,} logins by {s['bypass']['users']:,} users" in md
     assert "The bypass outlived the fix" in md
     for link in re.findall(r"\]\((figures/[^)]+)\)", md):
