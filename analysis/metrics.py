@@ -167,12 +167,24 @@ def scope(
     else:
         callers = _auth_callers(con, auth_caller)
         con.execute("create or replace temp table _auth_callers (caller varchar)")
+        others = [
+            r[0]
+            for r in con.execute(
+                "select distinct caller from v_queries where caller is not null order by 1"
+            ).fetchall()
+        ]
+        has_queries = db.one(con, "select count(*) > 0 from v_queries")[0]
         if callers:
             method = "caller-ratio"
             con.executemany("insert into _auth_callers values (?)", [[c] for c in callers])
             where = "where caller in (select caller from _auth_callers)"
+        elif has_queries and len(others) <= 1:
+            # a query log of one application (a PostgreSQL log of the auth database): all of
+            # its queries stand for the auth service's, and the method says so
+            method, where, callers = "all-queries", "", tuple(others)
         else:
-            # nothing ties any query to the auth service: no figure rather than a wrong one
+            # several applications and none of them the auth service: no figure rather than
+            # a wrong one
             method = "none"
             where = "where false"
         con.execute(

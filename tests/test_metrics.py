@@ -374,9 +374,9 @@ def test_review_fixes_request_ids_callers_peak_and_overflow(con, tmp_path):
 
 def test_without_any_auth_caller_queries_per_auth_is_not_measured(con, tmp_path):
     f = build()
-    for q in f.queries:
+    for i, q in enumerate(f.queries):
         q.pop("request_id")
-        q["caller"] = "billing"
+        q["caller"] = ("billing", "search")[i % 2]
     s = summarise(con, tmp_path, f)
     assert s["db"]["queries_per_auth"] == {
         "baseline": None,
