@@ -192,3 +192,19 @@ def test_hostile_text_is_escaped_in_the_html_report(tmp_path):
     assert "<td>&lt;script&gt;alert('x')&lt;/script&gt;</td>" in html
     written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")}
     assert written <= {"auth.jsonl", "q.jsonl", "t.yaml", "h.duckdb", "h.duckdb.wal", "reports"}
+
+
+def test_the_pseudonym_key_file_is_never_committed():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".postmortem-key"], cwd=root)
+    assert ignored.returncode == 0
+    tracked = subprocess.run(
+        ["git", "ls-files", ".postmortem-key"], cwd=root, capture_output=True, text=True
+    ).stdout
+    assert tracked == ""
