@@ -44,9 +44,8 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     if getattr(args, "threads", None):
         os.environ[db.THREADS_ENV] = str(args.threads)
     run = Run(p, say=say)
-    for key in params.INPUTS:
-        run.input_files(key)  # a missing input stops here, before a kernel starts
     final = run.out_dir
+    # checked first: whatever else is wrong, a folder that is not a report is never replaced
     if final.exists() and (
         not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())
     ):
@@ -54,6 +53,8 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             f"{final}: exists and is not a report folder (no manifest.json); a report replaces "
             "its folder, so choose another --out"
         )
+    for key in params.INPUTS:
+        run.input_files(key)  # a missing input stops here, before a kernel starts
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)

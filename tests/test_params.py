@@ -103,8 +103,19 @@ def test_report_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path):
     victim = tmp_path / "logs"
     victim.mkdir()
     (victim / "notes.txt").write_text("keep me")
+    auth = tmp_path / "auth.jsonl"
+    auth.write_text('{"ts": "2024-01-19T10:30:00Z", "user_id": "u", "outcome": "success"}\n')
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "postmortem"), "report", "--out", str(victim)],
+        [
+            str(Path(sys.executable).parent / "postmortem"),
+            "report",
+            "--auth",
+            str(auth),
+            "--database",
+            str(tmp_path / "d.duckdb"),
+            "--out",
+            str(victim),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
