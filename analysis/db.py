@@ -63,6 +63,15 @@ create table if not exists rejects (
 );
 """
 
+#: one CSV field of a line, as ``regexp_extract_all(',' || line, CSV_FIELD, 1)`` splits it
+CSV_FIELD = r',("(?:[^"]|"")*"|[^,]*)'
+#: a split CSV field without its quotes ("" inside a quoted field is one quote)
+CSV_UNQUOTE_MACRO = (
+    "create or replace temp macro csv_unquote(f) as "
+    "case when len(f) >= 2 and f[1] = '\"' and f[-1] = '\"' "
+    "then replace(f[2:-2], '\"\"', '\"') else f end"
+)
+
 DEFAULT_MEMORY_LIMIT = "3GB"
 #: `postmortem report --memory-limit/--threads` reach the notebook's kernel through these
 MEMORY_ENV = "POSTMORTEM_MEMORY_LIMIT"
@@ -102,6 +111,7 @@ def connect(
     except duckdb.InvalidInputException:
         pass  # inside a Jupyter kernel DuckDB refuses the setting (and shows no bar there)
     fingerprint.install(con)
+    con.execute(CSV_UNQUOTE_MACRO)
     if not read_only:
         con.execute(SCHEMA)
     return con

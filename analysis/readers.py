@@ -77,9 +77,6 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Re
     return Records(sql, {"structure": structure}, extras)
 
 
-_CSV_FIELD = r',("(?:[^"]|"")*"|[^,]*)'
-
-
 def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records | None:
     """The records of the CSV lines in ``_chunk``; the header comes from the first line."""
     if "header" not in state:
@@ -114,14 +111,9 @@ def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Rec
         alias = db.quote_identifier("f_" + n)
         if n in header:
             idx = header.index(n) + 1
-            cols.append(f"nullif(unq(fields[{idx}]), '') as {alias}")
+            cols.append(f"nullif(csv_unquote(fields[{idx}]), '') as {alias}")
         else:
             cols.append(f"null::varchar as {alias}")
-    con.execute(
-        "create or replace temp macro unq(f) as "
-        "case when len(f) >= 2 and f[1] = '\"' and f[-1] = '\"' "
-        "then replace(f[2:-2], '\"\"', '\"') else f end"
-    )
     sql = f"""
         with decoded as (
             select line, raw as blob, try(decode(raw)) as txt from _chunk where line > $hdr
@@ -143,7 +135,7 @@ def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Rec
     """  # noqa: S608 - column names are checked identifiers
     values = {
         "hdr": state["header_line"],
-        "pattern": _CSV_FIELD,
+        "pattern": db.CSV_FIELD,
         "keep": RAW_KEEP_CHARS,
         "ncols": len(header),
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import load
+from analysis import db, load
 from analysis.formats import common, pg_common
 
 #: csvlog columns by position (1-based), as documented for PostgreSQL 14+
@@ -30,7 +30,6 @@ COLUMNS = {
     "query_id": 26,
 }
 
-_FIELD = r',("(?:[^"]|"")*"|[^,]*)'
 _QUOTES = """length(txt) - length(replace(txt, '"', ''))"""
 
 _MARKED = rf"""
@@ -52,12 +51,7 @@ def load_csvlog(
     counts: common.Counts,
 ) -> None:
     """Load a csvlog file chunk by chunk."""
-    con.execute(
-        "create or replace temp macro fmt_unq(f) as "
-        "case when len(f) >= 2 and f[1] = '\"' and f[-1] = '\"' "
-        "then replace(f[2:-2], '\"\"', '\"') else f end"
-    )
-    col = {k: f"nullif(fmt_unq(f[{i}]), '')" for k, i in COLUMNS.items()}
+    col = {k: f"nullif(csv_unquote(f[{i}]), '')" for k, i in COLUMNS.items()}
     for chunk, last in common.chunks(path):
         counts.lines += common.load_chunk(con, chunk)
         common.group_chunk(con, _MARKED, {}, last=last, counts=counts)
@@ -91,7 +85,12 @@ def load_csvlog(
             select * from final
         """  # noqa: S608 - fixed column positions
         pg_common.finish_chunk(
-            con, res, (sql, {"field": _FIELD}), tz=tz, extras=list(pg_common.EXTRAS), counts=counts
+            con,
+            res,
+            (sql, {"field": db.CSV_FIELD}),
+            tz=tz,
+            extras=list(pg_common.EXTRAS),
+            counts=counts,
         )
         if progress:
             progress(
