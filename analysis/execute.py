@@ -4,6 +4,7 @@ staging folder, convert them to HTML, and rename the folder into place only when
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -72,7 +73,7 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    s = summary_from_text((final / "summary.json").read_text(encoding="utf-8"))
+    s = json.loads((final / "summary.json").read_text(encoding="utf-8"))
     for key in ("auth", "queries", "timeline"):
         counts = s["ingest"].get(key)
         if counts:
@@ -118,13 +119,6 @@ def swap_into_place(staging: Path, final: Path) -> None:
                 shutil.rmtree(old, ignore_errors=True)  # only ever an earlier report
     else:
         raise ReportError(f"{final}: could not be replaced (is a file open in it?)")
-
-
-def summary_from_text(text: str) -> dict[str, Any]:
-    """Parse a summary.json text."""
-    import json
-
-    return json.loads(text)
 
 
 def execute(

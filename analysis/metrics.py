@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 
 import duckdb
@@ -285,8 +285,3 @@ def peak(con: duckdb.DuckDBPyConnection, params: Params) -> tuple[float | None, 
     if row is None:
         return None, None
     return float(row[1]), row[0]
-
-
-def minutes(n: float) -> timedelta:
-    """A timedelta of ``n`` minutes."""
-    return timedelta(minutes=n)
