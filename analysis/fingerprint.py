@@ -117,6 +117,22 @@ _MULTI_ROW = rf"(^|[^{_IDENT_CHAR}])(values ?{_ROW})(?: ?, ?{_ROW})+"
 _LIST = rf"(^|[^{_IDENT_CHAR}])(in|values?) ?\( ?\?(?: ?, ?\?)* ?\)"
 
 
+# A statement's *key*: the statement with the contents of its plain strings and the values
+# of its numbers folded ('abc' -> '', 2093743 -> 1), so that executions of one query that
+# differ only in their literals share a key. The fingerprint of the key is the fingerprint of
+# the statement (every rule above depends on where a digit or a string is, never on its
+# value; tests check it on every real log and on generated statements), so a load computes
+# the regular-expression chain once per key instead of once per row. Statements where a
+# digit's context can change in step 1 (comments, quoted identifiers, dollar quotes,
+# backslash escapes) are their own key. The character class before a number is the one of
+# _LITERALS plus upper case and "'": a number after an identifier, ")", "]" or "?" is not a
+# literal, and one right after a string is not replaced either (the string's match took the
+# character before it).
+_KEY_UNSAFE = r'["#\\$]|/\*|--'
+_KEY_STRING = r"'[^'\\]*'"
+_KEY_NUMBER = rf"(^|[^A-Z{_IDENT_CHAR})\]?'])[1-9][0-9]*"
+
+
 def _sql_string(text: str) -> str:
     """Quote ``text`` as a SQL string literal (for the constant patterns above).
 
@@ -176,6 +192,15 @@ def _build_macro() -> str:
 
 FINGERPRINT_MACRO: str = _build_macro()
 
+#: ``fingerprint_key(s)``: see _KEY_UNSAFE above; fingerprint(fingerprint_key(s)) = fingerprint(s)
+_EMPTY_STRING = _sql_string("''")
+KEY_MACRO: str = (
+    "create or replace temp macro fingerprint_key(s) as "
+    f"case when regexp_matches(s, {_sql_string(_KEY_UNSAFE)}) then s else regexp_replace("
+    f"regexp_replace(s, {_sql_string(_KEY_STRING)}, {_EMPTY_STRING}, 'g'), "
+    f"{_sql_string(_KEY_NUMBER)}, '\\11', 'g') end"
+)
+
 # DuckDB connections are not safe for concurrent use; one private connection, used
 # under a lock, avoids paying for a new database on every call.
 _lock = threading.Lock()
@@ -191,6 +216,7 @@ def install(con: duckdb.DuckDBPyConnection) -> None:
         Connection to install into; the macro lives as long as the connection.
     """
     con.execute(FINGERPRINT_MACRO)
+    con.execute(KEY_MACRO)
 
 
 def fingerprint(statement: str | None) -> str | None:

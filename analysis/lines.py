@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 96 * 1024 * 1024
 
 #: magic numbers of formats that a text reader must refuse with a clear reason
 MAGIC = {
@@ -86,7 +86,7 @@ def binary_format(head: bytes) -> str | None:
     return None
 
 
-def _split(data: bytes, first_line: int) -> tuple[pa.Table, int]:
+def _split(data: bytes | memoryview, first_line: int) -> tuple[pa.Table, int]:
     """Split ``data`` (ending with a newline) into numbered non-empty lines.
 
     Returns the table and the number of physical lines it covered.
@@ -149,7 +149,7 @@ def iter_chunks(
                     carry = data
                     continue
                 carry = data[cut + 1 :]
-                table, n = _split(data[: cut + 1], first_line)
+                table, n = _split(memoryview(data)[: cut + 1], first_line)
                 first_line += n
                 yield Chunk(table, done, total)
     except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:

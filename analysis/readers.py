@@ -27,35 +27,17 @@ _FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "yam
 def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records:
     """The records of the JSON lines in ``_chunk``.
 
-    Each line is parsed twice at most: once for its keys (the extra columns to keep), once
-    into a struct of text fields (``json_transform``); a broken line fails both, and only
-    then is its reason worked out.
+    Each line is parsed twice: once for its keys (the extra columns to keep), once into a
+    struct of text fields (``json_transform``); a broken line fails both, and only then is
+    its reason worked out. Both passes read ``_chunk``: keeping the decoded lines in a table
+    of their own cost more than decoding twice.
     """
-    con.execute(
-        r"""
-        create or replace temp table _lines as
-        with decoded as (
-            select line, raw as blob, try(decode(raw)) as txt0 from _chunk
-        ), cleaned as (
-            select line, blob,
-                   case when line = 1 then ltrim(txt0, chr(65279)) else txt0 end as txt
-            from decoded
-        ), final as (
-            select line,
-                   left(coalesce(txt, blob::varchar), $keep) as raw,
-                   txt,
-                   try(json_keys(txt)) as keys
-            from cleaned
-            where txt is null or not regexp_full_match(txt, '\s*')
-        )
-        select * from final
-        """,
-        {"keep": RAW_KEEP_CHARS},
-    )
     keys = [
         r[0]
         for r in con.execute(
-            "select distinct unnest(keys) as k from _lines where keys is not null order by k"
+            "select distinct unnest(try(json_keys(case when line = 1 "
+            "then ltrim(try(decode(raw)), chr(65279)) else try(decode(raw)) end))) as k "
+            "from _chunk order by k"
         ).fetchall()
     ]
     extras = _extras_from(keys, kind, state)
@@ -65,16 +47,25 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Re
         f"v.{db.quote_identifier(n)} as {db.quote_identifier('f_' + n)}" for n in names
     )
     state["seen"] = state.get("seen", set()) | {n for n in kind.fields if n in keys}
-    sql = f"""
-        select line, raw,
+    sql = rf"""
+        with decoded as (
+            select line, raw as blob, try(decode(raw)) as txt0 from _chunk
+        ), cleaned as (
+            select line, blob,
+                   case when line = 1 then ltrim(txt0, chr(65279)) else txt0 end as txt
+            from decoded
+        )
+        select line,
+               left(coalesce(txt, blob::varchar), $keep) as raw,
                case when txt is null then 'invalid UTF-8'
                     when v is null then 'broken JSON'
                     when left(ltrim(txt), 1) <> '{{' then 'not a JSON object'
                end as pre_reason,
                {cols}
-        from (select line, raw, txt, try(json_transform(txt, $structure)) as v from _lines)
+        from (select line, blob, txt, try(json_transform(txt, $structure)) as v from cleaned
+              where txt is null or not regexp_full_match(txt, '\s*'))
     """  # noqa: S608 - column names are checked identifiers
-    return Records(sql, {"structure": structure}, extras)
+    return Records(sql, {"structure": structure, "keep": RAW_KEEP_CHARS}, extras)
 
 
 def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis.fingerprint import FINGERPRINT_MACRO, fingerprint, install
 
@@ -224,3 +226,117 @@ def test_bulk_literals_collapse_inside_duckdb() -> None:
     # Columns named like the macro's lambda parameters must not leak into it.
     sample = con.execute("select s, fingerprint(s) from statements where i < 12").fetchall()
     assert all(fingerprint(s) == f for s, f in sample)
+
+
+# --- the statement key a load fingerprints once (fingerprint(key(s)) = fingerprint(s)) ---
+
+#: pieces a statement is made of: every context a digit or a quote can stand in
+_PIECES = [
+    "select",
+    "SELECT",
+    "from",
+    "t1",
+    "T2",
+    "users_2009",
+    "col_9x",
+    "é1",
+    "a",
+    "x",
+    "e",
+    "E",
+    "0x1F",
+    "0b10",
+    "0o7",
+    "1e5",
+    "1.25",
+    ".5",
+    "12",
+    "0",
+    "007",
+    "1_000",
+    "-",
+    "+",
+    "*",
+    "=",
+    "<>",
+    ",",
+    "(",
+    ")",
+    "[",
+    "]",
+    "?",
+    "$1",
+    "$a$",
+    "$$",
+    ".",
+    ";",
+    "'",
+    "''",
+    "'7'",
+    "'a1'",
+    "'it''s'",
+    "\\",
+    '"',
+    '"a 1"',
+    '"Col2"',
+    "--",
+    "/*",
+    "*/",
+    "#",
+    "#>",
+    "in",
+    "IN",
+    "values",
+    "null",
+    "true",
+    "1)",
+    "(2",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "e'5'",
+    "x'1f'",
+    "u&'3'",
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=24), st.lists(st.booleans(), max_size=24))
+@settings(max_examples=500, deadline=None)
+def test_the_key_of_a_statement_has_its_fingerprint(pieces: list[str], glue: list[bool]) -> None:
+    statement = "".join(
+        p + (" " if g else "") for p, g in zip(pieces, glue + [False] * 24, strict=False)
+    )
+    con = _key_connection()
+    key, of_key, of_statement = con.execute(
+        "select fingerprint_key($1), fingerprint(fingerprint_key($1)), fingerprint($1)",
+        [statement],
+    ).fetchone()
+    assert of_key == of_statement, (statement, key)
+
+
+def test_keys_fold_the_literals_of_one_query() -> None:
+    con = _key_connection()
+    statements = [
+        "SELECT id FROM documents WHERE id IN (3027, 948) AND owner = 'u7'",
+        "SELECT id FROM documents WHERE id IN (11, 5) AND owner = 'someone else'",
+    ]
+    keys = {con.execute("select fingerprint_key(?)", [s]).fetchone()[0] for s in statements}
+    assert keys == {"SELECT id FROM documents WHERE id IN (1, 1) AND owner = ''"}
+    # a digit after an identifier, ")" or inside a quoted name is not a value: kept
+    for kept in ('select t2, a)25 from "t 1"', "select x from t -- 5"):
+        assert con.execute("select fingerprint_key(?)", [kept]).fetchone()[0] in (
+            kept,
+            'select t2, a)25 from "t 1"',
+        )
+
+
+_KEY_CON: list[duckdb.DuckDBPyConnection] = []
+
+
+def _key_connection() -> duckdb.DuckDBPyConnection:
+    if not _KEY_CON:
+        con = duckdb.connect(":memory:")
+        install(con)
+        _KEY_CON.append(con)
+    return _KEY_CON[0]

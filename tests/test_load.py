@@ -266,6 +266,39 @@ def test_a_long_run_of_lines_crosses_chunk_boundaries_without_losing_one(
 from analysis.lines import iter_chunks as _orig_iter  # noqa: E402
 
 
+def test_statements_are_fingerprinted_once_per_key_yet_row_by_row(con, tmp_path, monkeypatch):
+    from analysis import lines
+
+    monkeypatch.setattr(
+        lines, "iter_chunks", lambda p, chunk_bytes=1000, **k: _orig_iter(p, chunk_bytes=1000)
+    )
+    templates = [
+        "SELECT a FROM t{i} WHERE id = {i}",  # a digit in a name is the name: one class each
+        "select * from docs where id in ({i}, {j}) and o = 'u{i}'",
+        'select "c {i}" from t where x = {i}',  # a quoted name: its own key
+        "select 1 -- caller {i}",
+    ]
+    rows = []
+    for i in range(120):
+        t = templates[i % 4]
+        rows.append(
+            {"ts": "2024-01-19T10:30:00Z", "duration_ms": 1, "statement": t.format(i=i % 7, j=i)}
+        )
+    rows.append({"ts": "2024-01-19T10:30:00Z", "duration_ms": 1, "fingerprint": "given as is"})
+    a = write(tmp_path / "a.jsonl", jl(*rows[:60]))
+    b = write(tmp_path / "b.jsonl", jl(*rows[60:]))
+    load.load(con, queries=[a, b])
+    got = con.execute(
+        "select count(*), count(*) filter (where fingerprint = fingerprint(statement)), "
+        "count(distinct fingerprint) filter (where statement like 'SELECT a FROM t%'), "
+        "count(*) filter (where fingerprint = 'given as is') from db_queries"
+    ).fetchone()
+    assert got == (121, 120, 7, 1)
+    assert con.execute(
+        "select distinct fingerprint from db_queries where statement like '%docs%'"
+    ).fetchall() == [("select * from docs where id in(?+) and o = ?",)]
+
+
 def test_timeline_yaml_rows_and_bad_kinds(con, tmp_path):
     f = write(
         tmp_path / "t.yaml",

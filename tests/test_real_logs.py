@@ -67,6 +67,19 @@ def test_postgres_logs_count_as_pgbadger(con, name):
     # anonymize.log)
     assert (fr.rows_read, fr.rows_loaded) == (peer["queries_number"], peer["queries_number"])
     assert class_sizes(con, fr.source_id) == OUR_CLASS_SIZES.get(name, peer["class_sizes"])
+    if fr.rows_loaded:
+        assert_fingerprinted_row_by_row(con, fr.source_id)
+
+
+def assert_fingerprinted_row_by_row(con, source_id: int) -> None:
+    """A load fingerprints one statement per key: each row must still get its own."""
+    rows, differ = con.execute(
+        "select count(*), count(*) filter (where fingerprint <> fingerprint(statement)) "
+        "from db_queries where source_id = ? and statement is not null",
+        [source_id],
+    ).fetchone()
+    assert rows > 0
+    assert differ == 0
 
 
 def test_cloudnativepg_log_against_its_own_records(con):
@@ -118,6 +131,8 @@ def test_mysql_slow_logs_count_as_pt_query_digest(con, name):
     fr = load_one(con, real / name, query_format="mysql-slow")
     assert fr.rows_loaded == peer["query_count"]
     assert class_sizes(con, fr.source_id) == peer["class_sizes"]
+    if fr.rows_loaded:
+        assert_fingerprinted_row_by_row(con, fr.source_id)
     if name.endswith("slow015.txt"):
         # a header cut short, no query: pt-query-digest drops it silently; we keep it
         # as a rejected row so that rows_read = rows_loaded + rows_rejected says so
