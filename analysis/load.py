@@ -180,7 +180,7 @@ def load(
             raise LoadError(f"the load failed and was rolled back: {exc}") from exc
         raise
     finally:
-        for name in ("_chunk", "_lines", "_yaml", "_checked", "_fp_keys"):
+        for name in ("_yaml", "_fp_keys"):
             con.execute(f"drop table if exists {name}")  # noqa: S608 - fixed names
     return result
 

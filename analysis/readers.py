@@ -24,7 +24,9 @@ from analysis.validate import _store
 _FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "yaml": "YAML"}
 
 
-def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records:
+def _json_records(
+    con: duckdb.DuckDBPyConnection, kind: Kind, state: dict, chunk: pa.Table
+) -> Records:
     """The records of the JSON lines in ``_chunk``.
 
     Each line is parsed twice: once for its keys (the extra columns to keep), once into a
@@ -34,10 +36,12 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Re
     """
     keys = [
         r[0]
-        for r in con.execute(
+        for r in db.scratch_sql(
+            con,
             "select distinct unnest(try(json_keys(case when line = 1 "
             "then ltrim(try(decode(raw)), chr(65279)) else try(decode(raw)) end))) as k "
-            "from _chunk order by k"
+            "from _chunk order by k",
+            _chunk=chunk,
         ).fetchall()
     ]
     extras = _extras_from(keys, kind, state)
@@ -68,12 +72,14 @@ def _json_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Re
     return Records(sql, {"structure": structure, "keep": RAW_KEEP_CHARS}, extras)
 
 
-def _csv_records(con: duckdb.DuckDBPyConnection, kind: Kind, state: dict) -> Records | None:
+def _csv_records(
+    con: duckdb.DuckDBPyConnection, kind: Kind, state: dict, chunk: pa.Table
+) -> Records | None:
     """The records of the CSV lines in ``_chunk``; the header comes from the first line."""
     if "header" not in state:
-        first = db.one(con, "select line, raw from _chunk order by line limit 1")
-        if first is None:
+        if not chunk.num_rows:
             return None
+        first = (chunk["line"][0].as_py(), chunk["raw"][0].as_py())
         text = first[1].decode("utf-8", errors="replace").lstrip("\ufeff")
         try:
             header = [h.strip() for h in next(csv.reader([text]))]
@@ -151,19 +157,17 @@ def _load_text(
     kind: Kind,
     path: Path,
     res: FileResult,
-    to_records: Callable[[duckdb.DuckDBPyConnection, Kind, dict], Records | None],
+    to_records: Callable[[duckdb.DuckDBPyConnection, Kind, dict, pa.Table], Records | None],
     *,
     tz: str,
     progress: Progress | None,
 ) -> None:
     state: dict = {"path": str(path)}
     for chunk in lines.iter_chunks(path):
-        con.register("_chunk_view", chunk.table)
-        con.execute("create or replace temp table _chunk as select * from _chunk_view")
-        con.unregister("_chunk_view")
-        rec = to_records(con, kind, state)
+        table = db.batched(chunk.table)
+        rec = to_records(con, kind, state, table)
         if rec is not None:
-            _store(con, kind, res, rec, tz)
+            _store(con, kind, res, rec, tz, chunk=table)
         if progress:
             total = f" of {chunk.bytes_total / 1e6:,.0f} MB" if chunk.bytes_total else ""
             progress(

@@ -5,6 +5,7 @@ fields of a batch of records and gives each row a home in its table or a reason 
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from analysis import db
 from analysis.config import TIMELINE_KINDS
@@ -106,7 +107,6 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
         )
     raw_fields = ", ".join(f.values())
     return f"""
-        create or replace temp table _checked as
         with _rec as (
             {rec.sql}
         ), typed as (
@@ -125,15 +125,27 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
 
 
 def _store(
-    con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, rec: Records, tz: str
+    con: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    res: FileResult,
+    rec: Records,
+    tz: str,
+    *,
+    chunk: pa.Table | None = None,
 ) -> None:
-    """Validate the records and move each row into the kind's table or ``rejects``."""
+    """Validate the records and move each row into the kind's table or ``rejects``.
+
+    ``chunk`` is the Arrow table of numbered lines that the records' query calls ``_chunk``
+    (see :func:`analysis.db.scratch_sql`).
+    """
     extras = rec.extras
     utc = tz == "UTC"
     values = dict(rec.params)
     if not utc:
         values["tz"] = tz
-    con.execute(_validation_sql(kind, rec, utc=utc), values)
+    checked = db.scratch_sql(
+        con, _validation_sql(kind, rec, utc=utc), values, _chunk=chunk
+    ).to_arrow_table(db.SCRATCH_BATCH_ROWS)
     have = set(db.columns_of(con, kind.table))
     for n in extras:
         if n not in have:
@@ -152,30 +164,35 @@ def _store(
             select.append(f"c.{q}")
     source = "_checked c"
     if kind is QUERIES:
-        _fingerprint_keys(con)
+        _fingerprint_keys(con, checked)
         source += " left join _fp_keys k on c.fp_key = k.fp_key"
     target = ", ".join(["source_id", "line"] + [db.quote_identifier(n) for n in cols])
-    con.execute(
+    db.scratch_sql(
+        con,
         f"insert into {kind.table} ({target}) "  # noqa: S608 - fixed table, checked columns
         f"select $sid, c.line, {', '.join(select)} from {source} where c.reason is null",
         {"sid": res.source_id},
+        _checked=checked,
     )
-    con.execute(
+    db.scratch_sql(
+        con,
         "insert into rejects select $sid, $file, line, raw, reason "
         "from _checked where reason is not null",
         {"sid": res.source_id, "file": res.path},
+        _checked=checked,
     )
-    counts = db.one(
+    counts = db.scratch_sql(
         con,
         "select count(*), count(*) filter (where reason is null), "
         "count(*) filter (where not_json) from _checked",
-    )
+        _checked=checked,
+    ).fetchall()[0]
     res.rows_read += counts[0]
     res.rows_loaded += counts[1]
     res.not_json += counts[2]
 
 
-def _fingerprint_keys(con: duckdb.DuckDBPyConnection) -> None:
+def _fingerprint_keys(con: duckdb.DuckDBPyConnection, checked: pa.Table) -> None:
     """Fingerprint each statement key of ``_checked`` not yet in ``_fp_keys``.
 
     Statements that differ only in their literals share a key (see
@@ -183,8 +200,10 @@ def _fingerprint_keys(con: duckdb.DuckDBPyConnection) -> None:
     key of a load, not once per row: 15 keys for the sample's 2.5M statements.
     """
     con.execute("create temp table if not exists _fp_keys (fp_key varchar, fingerprint varchar)")
-    con.execute(
+    db.scratch_sql(
+        con,
         "insert into _fp_keys select fp_key, fingerprint(fp_key) from "
         "(select distinct fp_key from _checked where fp_key is not null) "
-        "where fp_key not in (select fp_key from _fp_keys)"
+        "where fp_key not in (select fp_key from _fp_keys)",
+        _checked=checked,
     )
