@@ -209,6 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CODE",
         help="error codes that are the user's fault, not the system's",
     )
+    g.add_argument(
+        "--range-start",
+        metavar="INSTANT",
+        help="analyse only rows from this instant, e.g. 2024-01-19T00:00:00Z [default: all]",
+    )
+    g.add_argument(
+        "--range-end",
+        metavar="INSTANT",
+        help="... up to this instant, exclusive [default: all]",
+    )
+    g.add_argument(
+        "--in-place",
+        dest="in_place",
+        action="store_true",
+        default=None,
+        help="Parquet inputs (files, globs, Hive-partitioned folders): analyse them where "
+        "they are, without loading; with --range-start/--range-end only the row groups and "
+        "files of that range are read; bad rows are counted, not kept",
+    )
     _add_engine_flags(p)
 
     p = sub.add_parser(

@@ -34,10 +34,10 @@ MAX_CARDINALITY = 50
 
 
 def dimension_columns(con: duckdb.DuckDBPyConnection, params: Params) -> list[str]:
-    """Low-cardinality text columns of the auth events: every one is a dimension."""
+    """Low-cardinality text columns of the report's auth events: every one is a dimension."""
     rows = con.execute(
         "select column_name from information_schema.columns "
-        "where table_name = 'auth_events' and data_type = 'VARCHAR' order by ordinal_position"
+        "where table_name = 'v_auth' and data_type = 'VARCHAR' order by ordinal_position"
     ).fetchall()
     out = []
     for (name,) in rows:

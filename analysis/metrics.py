@@ -122,12 +122,23 @@ def scope(
     queries: Sequence[int] | None = None,
     timeline: Sequence[int] | None = None,
     auth_caller: str | None = None,
+    time_range: tuple[datetime, datetime] | None = None,
+    in_place: bool = False,
 ) -> Scope:
     """Create the temp views every figure reads, limited to the given source ids.
 
     ``None`` means every source of that kind in the database (for exploration).
+    ``time_range`` (start, end exclusive) limits auth events and queries to it. With
+    ``in_place``, ``v_auth`` and ``v_queries`` are already views over Parquet files
+    (:func:`analysis.inplace.attach`) and are kept.
     """
     install_macros(con)
+    if not in_place:
+        from analysis.inplace import ALL_TIME
+
+        lo, hi = time_range or ALL_TIME
+        con.execute("set variable pm_range_start = ?", [lo])
+        con.execute("set variable pm_range_end = ?", [hi])
     ids: dict[str, list[int]] = {}
     for kind, given in (("auth", auth), ("queries", queries), ("timeline", timeline)):
         if given is None:
@@ -144,9 +155,16 @@ def scope(
         ("v_queries", "db_queries", "queries"),
         ("v_timeline", "timeline", "timeline"),
     ):
+        if in_place and kind != "timeline":
+            continue
+        in_range = (
+            "and ts >= getvariable('pm_range_start') and ts < getvariable('pm_range_end')"
+            if kind != "timeline"
+            else ""
+        )
         con.execute(
             f"create or replace temp view {view} as select * from {table} "  # noqa: S608
-            f"where source_id in (select source_id from _scope where kind = '{kind}')"
+            f"where source_id in (select source_id from _scope where kind = '{kind}') {in_range}"
         )
     linked = db.one(
         con,

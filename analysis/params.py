@@ -33,10 +33,15 @@ DEFAULTS: dict[str, Any] = {
     "source_timezone": "UTC",
     "log_line_prefix": "",
     "year": 0,
+    "in_place": False,
+    "range_start": "",
+    "range_end": "",
 }
 #: parameters that say where things are, not what the evidence is: kept out of the manifest
 LOCATIONS = ("database", "report_dir")
 INPUTS = ("auth_logs", "query_logs", "timeline")
+#: the kinds of input, as sources and views name them
+KINDS = ("auth", "queries", "timeline")
 AUTH_FORMATS = ("auto", "jsonl", "csv", "parquet", "sshd")
 QUERY_FORMATS = ("auto", "jsonl", "csv", "parquet", "postgres", "mysql-slow")
 
@@ -104,8 +109,22 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         raise ParameterError(f"auth_format {out['auth_format']!r}: one of {AUTH_FORMATS}")
     if out["query_format"] not in QUERY_FORMATS:
         raise ParameterError(f"query_format {out['query_format']!r}: one of {QUERY_FORMATS}")
-    if isinstance(out["redact_users"], str):
-        out["redact_users"] = out["redact_users"].strip().lower() in ("1", "true", "yes")
+    for key in ("redact_users", "in_place"):
+        if isinstance(out[key], str):
+            out[key] = out[key].strip().lower() in ("1", "true", "yes")
+    for key in ("range_start", "range_end"):
+        if out[key]:
+            try:
+                metrics.parse_instant(str(out[key]))
+            except ValueError as exc:
+                raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
+            out[key] = str(out[key])
+    if (
+        out["range_start"]
+        and out["range_end"]
+        and metrics.parse_instant(out["range_end"]) <= metrics.parse_instant(out["range_start"])
+    ):
+        raise ParameterError("range_end must be after range_start")
     codes = out["user_error_codes"]
     if isinstance(codes, str):
         codes = [c.strip() for c in codes.split(",") if c.strip()]

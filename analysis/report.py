@@ -149,10 +149,11 @@ class Run:
         p = self.parameters
         self.database.parent.mkdir(parents=True, exist_ok=True)
         self.con = connect_waiting(self.database, say=self.say)
+        in_place = bool(p["in_place"])
         self.loaded = load.load(
             self.con,
-            auth=self.input_files("auth_logs"),
-            queries=self.input_files("query_logs"),
+            auth=None if in_place else self.input_files("auth_logs"),
+            queries=None if in_place else self.input_files("query_logs"),
             timeline=self.input_files("timeline"),
             auth_format=p["auth_format"],
             query_format=p["query_format"],
@@ -161,19 +162,49 @@ class Run:
             year=p["year"] or None,
             progress=self.say,
         )
+        if in_place:
+            self._attach_in_place()
         self._timed("load", started)
         return self.loaded
+
+    def _attach_in_place(self) -> None:
+        """Views over the Parquet inputs instead of a load; hash the files that were read."""
+        from analysis import inplace
+
+        assert self.con is not None and self.loaded is not None
+        files = {"auth": self.input_files("auth_logs"), "queries": self.input_files("query_logs")}
+        self.say(f"in place: {sum(map(len, files.values()))} Parquet files, nothing copied")
+        read = inplace.attach(self.con, files, self.time_range)
+        for fr in read:
+            fr.sha256 = load.sha256_of(Path(fr.path))
+        self.loaded.files.extend(read)
+
+    @property
+    def time_range(self) -> tuple[Any, Any]:
+        """The instants analysed: ``range_start``/``range_end``, else all the data."""
+        from analysis.inplace import ALL_TIME
+
+        p = self.parameters
+        lo = metrics.parse_instant(p["range_start"]) if p["range_start"] else ALL_TIME[0]
+        hi = metrics.parse_instant(p["range_end"]) if p["range_end"] else ALL_TIME[1]
+        return lo, hi
+
+    def scope(self, *, everything: bool = False) -> metrics.Scope:
+        """The views of this report's rows (with ``everything``, of every source)."""
+        assert self.con is not None and self.loaded is not None, "load() first"
+        ids = {k: None if everything else self.loaded.source_ids(k) for k in params.KINDS}
+        return metrics.scope(
+            self.con,
+            **ids,
+            time_range=self.time_range,
+            in_place=bool(self.parameters["in_place"]),
+        )
 
     def analyse(self) -> summary.Analysis:
         """Every figure of ``summary.json``, for exactly the inputs of this report."""
         assert self.con is not None and self.loaded is not None, "load() first"
         started = time.monotonic()
-        scope = metrics.scope(
-            self.con,
-            auth=self.loaded.source_ids("auth"),
-            queries=self.loaded.source_ids("queries"),
-            timeline=self.loaded.source_ids("timeline"),
-        )
+        scope = self.scope()
         self.result = summary.analyse(
             self.con,
             self.analysis_params,

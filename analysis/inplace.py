@@ -1,0 +1,179 @@
+"""Parquet in place: a report's views read the Parquet files themselves, nothing is copied.
+
+``postmortem report --in-place`` (notebook parameter ``in_place``) points ``v_auth`` and
+``v_queries`` at ``read_parquet`` over the input files (a file, a glob, or a Hive-partitioned
+folder such as ``dt=2024-01-19/hour=10/…``) instead of loading them. The rows are typed and
+checked as a load would (the same reasons make a row unusable), but a bad row is counted,
+not kept: there is no ``rejects`` row for it. Load the files to see them.
+
+The time range (``range_start``/``range_end``) is compared with the file's own ``ts``
+column, so DuckDB skips every row group, and every file, whose ``ts`` statistics lie outside
+it: a report on one day of an hour-partitioned month reads that day's files only. A ``ts``
+stored as text has no usable statistics and is read whole.
+
+File lists and the range are DuckDB variables (bound values, read with ``getvariable``),
+never SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from analysis import db
+from analysis.kinds import AUTH, QUERIES, FileResult, Kind, LoadError
+from analysis.readers import _extras_from
+from analysis.validate import _ts_expr
+
+#: the typed expression of ``ts`` by the Parquet column's type, and the type its range is in
+_TS_TYPES = {
+    "TIMESTAMP": ("p.ts", "timestamp"),
+    "TIMESTAMP_NS": ("p.ts::timestamp", "timestamp_ns"),
+    "TIMESTAMP_MS": ("p.ts::timestamp", "timestamp_ms"),
+    "TIMESTAMP_S": ("p.ts::timestamp", "timestamp_s"),
+    "TIMESTAMP WITH TIME ZONE": ("timezone('UTC', p.ts)", "timestamptz"),
+}
+#: a folder name of a Hive partition: key=value
+_HIVE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=[^/]*")
+#: no range: the widest instants DuckDB's timestamp holds
+ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
+
+
+def hive_keys(paths: list[Path]) -> set[str]:
+    """The Hive partition keys in the folder names of the files."""
+    return {m.group(1) for p in paths for part in p.parent.parts if (m := _HIVE.fullmatch(part))}
+
+
+def _check_parquet(kind: Kind, paths: list[Path]) -> None:
+    if not paths:
+        raise LoadError(f"--in-place needs the {kind.name} input as Parquet files; none given")
+    bad = [p for p in paths if not p.name.lower().endswith((".parquet", ".pq"))]
+    if bad:
+        raise LoadError(
+            f"{bad[0]}: --in-place reads Parquet only (files ending .parquet); load other "
+            "formats without --in-place"
+        )
+
+
+def _source(var: str) -> str:
+    """The files of the DuckDB variable ``var`` (a fixed name of ours), with their names."""
+    return (
+        f"read_parquet(getvariable('{var}'), hive_partitioning = true, "
+        "union_by_name = true, filename = true)"
+    )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, kind: Kind, var: str) -> dict[str, str]:
+    query = f"select column_name, column_type from (describe select * from {_source(var)})"  # noqa: S608 - fixed names
+    try:
+        rows = con.execute(query).fetchall()
+    except duckdb.Error as exc:
+        raise LoadError(f"the {kind.name} Parquet files cannot be read ({exc})") from exc
+    return {r[0]: r[1] for r in rows if r[0] != "filename"}
+
+
+def _typed(kind: Kind, types: dict[str, str], extras: list[str]) -> tuple[list[str], str]:
+    """Typed columns as a load stores them, and the condition of a usable row."""
+    cols = []
+    for n in kind.fields:
+        q = db.quote_identifier(n)
+        text = f"nullif(trim(cast(p.{q} as varchar)), '')" if n in types else "null::varchar"
+        if n == "ts":
+            cols.append(
+                f"{_TS_TYPES[types['ts']][0]} as ts"
+                if types["ts"] in _TS_TYPES
+                else (f"{_ts_expr(text, utc=True)} as ts")
+            )
+        elif n in kind.numeric:
+            expr = f"try_cast({text} as double)"
+            cols.append(f"{'try_cast(' + expr + ' as bigint)' if n == 'rows' else expr} as {q}")
+        elif n == "outcome":
+            cols.append(f"lower({text}) as {q}")
+        elif n == "fingerprint":
+            # computed only by the queries that read it (DuckDB drops unused view columns);
+            # a Parquet file with a fingerprint column of its own spares the work
+            given = text if n in types else "null::varchar"
+            of_statement = (
+                "fingerprint(nullif(trim(cast(p.statement as varchar)), ''))"
+                if "statement" in types
+                else "null"
+            )
+            cols.append(f"{given} as fp_given")
+            cols.append(f"coalesce({given}, {of_statement}) as {q}")
+        else:
+            cols.append(f"{text} as {q}")
+    cols += [
+        f"cast(p.{db.quote_identifier(n)} as varchar) as {db.quote_identifier(n)}" for n in extras
+    ]
+    usable = ["ts is not null"]
+    usable += [f"{db.quote_identifier(n)} is not null" for n in kind.required if n != "ts"]
+    usable += [f"coalesce({db.quote_identifier(n)} >= 0, true)" for n in kind.numeric]
+    if kind is AUTH:
+        usable.append("outcome in ('success', 'failure')")
+    if kind is QUERIES:
+        usable.append("(statement is not null or fp_given is not null)")
+    return cols, " and ".join(usable)
+
+
+def attach(
+    con: duckdb.DuckDBPyConnection,
+    files: dict[str, list[Path]],
+    time_range: tuple[datetime, datetime],
+) -> list[FileResult]:
+    """Point ``v_auth`` and ``v_queries`` at the Parquet files; the rows read per file.
+
+    Each file's result counts the rows in the range (read), the usable ones (loaded) and the
+    others (rejected, not kept). Files with no row in the range are left out: nothing of them
+    is read but their footer.
+    """
+    con.execute("set variable pm_range_start = ?", [time_range[0]])
+    con.execute("set variable pm_range_end = ?", [time_range[1]])
+    results: list[FileResult] = []
+    for kind, view in ((AUTH, "v_auth"), (QUERIES, "v_queries")):
+        paths = files.get(kind.name, [])
+        _check_parquet(kind, paths)
+        var = f"pm_{kind.name}_files"
+        con.execute(f"set variable {var} = ?", [[str(p) for p in paths]])  # noqa: S608 - fixed name
+        types = _columns(con, kind, var)
+        missing = [n for n in kind.required if n not in types]
+        if missing:
+            raise LoadError(
+                f"{paths[0]}: the Parquet files have no {', '.join(missing)} column "
+                f"(columns: {', '.join(types)})"
+            )
+        partitions = hive_keys(paths)
+        state: dict = {}
+        extras = _extras_from([n for n in types if n not in partitions], kind, state)
+        cols, usable = _typed(kind, types, extras)
+        ts_type = _TS_TYPES.get(types["ts"], (None, None))[1]
+        in_range = (
+            f"p.ts >= getvariable('pm_range_start')::{ts_type} "
+            f"and p.ts < getvariable('pm_range_end')::{ts_type}"
+            if ts_type
+            else "true"
+        )
+        source = _source(var)
+        con.execute(
+            f"create or replace temp view _ip_{kind.name} as "  # noqa: S608 - fixed names, checked columns
+            f"select * from (select p.filename, {', '.join(cols)} from {source} p "
+            f"where {in_range}) where ts >= getvariable('pm_range_start') "
+            f"and ts < getvariable('pm_range_end')"
+        )
+        hidden = "filename, fp_given" if kind is QUERIES else "filename"
+        con.execute(
+            f"create or replace temp view {view} as select 0 as source_id, "  # noqa: S608
+            f"null::bigint as line, * exclude ({hidden}) from _ip_{kind.name} where {usable}"
+        )
+        for path, read, usable_rows in con.execute(
+            f"select filename, count(*), count(*) filter (where {usable}) "  # noqa: S608
+            f"from _ip_{kind.name} group by filename order by filename"
+        ).fetchall():
+            # a source id of its own (negative: never one of the database's) per file
+            sid = -(len(results) + 1)
+            fr = FileResult(kind.name, path, "parquet (in place)", "", sid, read, usable_rows)
+            fr.rows_rejected = read - usable_rows
+            results.append(fr)
+    return results
