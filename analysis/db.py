@@ -115,7 +115,18 @@ def connect(
     con.execute(CSV_UNQUOTE_MACRO)
     if not read_only:
         con.execute(SCHEMA)
+        if "options" not in columns_of(con, "sources"):
+            con.close()
+            raise SchemaError(
+                f"{database}: was made by an older version of postmortem-lab (its sources "
+                "table has no options column); move it aside or name another --database, "
+                "and the inputs are loaded again"
+            )
     return con
+
+
+class SchemaError(Exception):
+    """The database file was made by an older version, with another schema."""
 
 
 def quote_identifier(name: str) -> str:

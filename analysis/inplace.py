@@ -177,8 +177,8 @@ def _fingerprint_map(
     if len(keys) > MAP_KEYS:
         return False
     con.execute(
-        "set variable pm_fp_map = (select map(list(k), list(fingerprint(k))) "
-        "from (select unnest($keys::varchar[]) as k))",
+        "set variable pm_fp_map = (select map_from_entries(list(struct_pack(k, "
+        "fp := fingerprint(k)))) from (select unnest($keys::varchar[]) as k))",
         {"keys": [k for (k,) in keys]},
     )
     return True

@@ -9,7 +9,7 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from analysis import load
+from analysis import db, load
 from tests.conftest import write
 
 GOOD = {"ts": "2024-01-19T10:30:00Z", "user_id": "u1", "outcome": "success"}
@@ -326,3 +326,12 @@ def test_the_same_file_read_with_other_settings_is_loaded_again(con, tmp_path):
     rows = con.execute("select source_id, ts from auth_events order by source_id").fetchall()
     assert [r[1] for r in rows] == [datetime(2024, 1, 19, 10, 0), datetime(2024, 1, 19, 9, 0)]
     assert load.load(con, auth=f, source_timezone="Europe/Paris").files[0].already_loaded
+
+
+def test_a_database_of_an_older_version_is_named_not_crashed_on(tmp_path):
+    old = tmp_path / "old.duckdb"
+    c = duckdb.connect(str(old))
+    c.execute("create table sources (source_id integer, kind varchar, path varchar)")
+    c.close()
+    with pytest.raises(db.SchemaError, match=r"old\.duckdb: was made by an older version"):
+        db.connect(old)
