@@ -136,12 +136,14 @@ def parquet_inputs(scale: float) -> dict[str, Path]:
             [str(BIN / "postmortem"), "-q", "sample", "--out", str(out), "--scale", str(scale)]
             + ["--format", "parquet"],
             check=True,
+            stdout=subprocess.DEVNULL,
         )
     if not paths["hive_queries"].exists():
         import duckdb
 
         con = duckdb.connect()
         con.execute("set TimeZone = 'UTC'")
+        paths["hive_auth"].parent.mkdir(parents=True, exist_ok=True)
         for kind in ("auth", "queries"):
             con.execute(
                 "copy (select *, strftime(ts, '%Y-%m-%d') as dt, hour(ts) as hour "  # noqa: S608 - the target (our own folder) cannot be bound
@@ -208,7 +210,6 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
         "postmortem report end to end",
         [
             str(BIN / "postmortem"),
-            "-q",
             "report",
             "--auth",
             files[0],
