@@ -55,6 +55,15 @@ create table if not exists timeline (
     kind varchar not null,
     text varchar
 );
+create table if not exists file_hashes (
+    -- a file's SHA-256 as of its last change: any write changes ctime, which no tool sets back
+    path varchar not null,          -- absolute
+    size bigint not null,
+    mtime_ns bigint not null,
+    ctime_ns bigint not null,
+    inode bigint not null,
+    sha256 varchar not null
+);
 create table if not exists rejects (
     source_id integer not null,
     source_file varchar not null,

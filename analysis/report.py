@@ -176,7 +176,7 @@ class Run:
         self.say(f"in place: {sum(map(len, files.values()))} Parquet files, nothing copied")
         read = inplace.attach(self.con, files, self.time_range)
         for fr in read:
-            fr.sha256 = load.sha256_of(Path(fr.path))
+            fr.sha256 = load.cached_sha256(self.con, Path(fr.path))
         self.loaded.files.extend(read)
 
     @property

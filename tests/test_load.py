@@ -335,3 +335,26 @@ def test_a_database_of_an_older_version_is_named_not_crashed_on(tmp_path):
     c.close()
     with pytest.raises(db.SchemaError, match=r"old\.duckdb: was made by an older version"):
         db.connect(old)
+
+
+def test_a_file_hash_is_remembered_until_the_file_changes(con, tmp_path, monkeypatch):
+    import os
+
+    f = write(tmp_path / "a.jsonl", jl(GOOD))
+    first = load.load(con, auth=f).files[0]
+    # unchanged: found by its hash without reading it again
+    monkeypatch.setattr(load, "sha256_of", lambda p: pytest.fail("hashed again"))
+    again = load.load(con, auth=f).files[0]
+    assert again.already_loaded and again.sha256 == first.sha256
+    monkeypatch.undo()
+    # the same size and the same mtime, other bytes: ctime tells, and it is loaded anew
+    st = f.stat()
+    f.write_text(f.read_text().replace('"u1"', '"u2"'))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_size == st.st_size and f.stat().st_mtime_ns == st.st_mtime_ns
+    changed = load.load(con, auth=f).files[0]
+    assert not changed.already_loaded and changed.sha256 != first.sha256
+    assert con.execute("select user_id from auth_events order by source_id").fetchall() == [
+        ("u1",),
+        ("u2",),
+    ]
