@@ -49,6 +49,18 @@ params = metrics.Params(start=metrics.parse_instant("2024-01-19T10:30:00Z"),
                         end=metrics.parse_instant("2024-01-19T14:45:00Z"))
 summary.analyse(con, params, scope, incident_id="bench")
 """
+HIVE = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("set TimeZone = 'UTC'")
+for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
+    # the target of COPY cannot be a bound value; it is our own folder
+    con.execute(
+        "copy (select *, strftime(ts, '%Y-%m-%d') as dt, hour(ts) as hour from read_parquet(?)) "
+        f"to '{dst}' (format parquet, partition_by (dt, hour))",
+        [src],
+    )
+"""
 PANDAS = """
 import sys
 import pandas as pd
@@ -139,18 +151,18 @@ def parquet_inputs(scale: float) -> dict[str, Path]:
             stdout=subprocess.DEVNULL,
         )
     if not paths["hive_queries"].exists():
-        import duckdb
-
-        con = duckdb.connect()
-        con.execute("set TimeZone = 'UTC'")
         paths["hive_auth"].parent.mkdir(parents=True, exist_ok=True)
-        for kind in ("auth", "queries"):
-            con.execute(
-                "copy (select *, strftime(ts, '%Y-%m-%d') as dt, hour(ts) as hour "  # noqa: S608 - the target (our own folder) cannot be bound
-                f"from read_parquet(?)) to '{paths['hive_' + kind]}' "
-                "(format parquet, partition_by (dt, hour))",
-                [str(paths[kind])],
-            )
+        # in a process of its own: a child's peak RSS starts at its parent's, so the bench
+        # process must stay small for every later measurement to be its own
+        subprocess.run(
+            [
+                PY,
+                "-c",
+                HIVE,
+                *(str(paths[k]) for k in ("auth", "hive_auth", "queries", "hive_queries")),
+            ],
+            check=True,
+        )
     return paths
 
 
