@@ -17,9 +17,9 @@ from analysis.config import USER_ERROR_CODES
 
 
 def _column(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    """A column of auth_events, quoted; anything else is refused."""
-    if name not in db.columns_of(con, "auth_events"):
-        raise ValueError(f"auth_events has no column {name!r}")
+    """A column of the report's auth events (``v_auth``), quoted; anything else is refused."""
+    if name not in db.columns_of(con, "v_auth"):
+        raise ValueError(f"the auth events have no column {name!r}")
     return db.quote_identifier(name)
 
 

@@ -172,3 +172,28 @@ def test_in_place_refuses_what_is_not_parquet(tmp_path):
 def test_a_range_that_is_not_one_is_refused(given, message):
     with pytest.raises(ParameterError, match=message):
         Run.from_parameters(**given)
+
+
+def test_postmortem_report_in_place_runs_both_notebooks(hive, parquet_sample, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "analysis.cli", "-q", "report", "--in-place"]
+        + ["--auth", str(hive / "auth"), "--queries", str(hive / "queries")]
+        + ["--timeline", str(parquet_sample["timeline"]), "--database", str(tmp_path / "d.duckdb")]
+        + ["--out", str(out), "--range-start", "2024-01-19T08:00:00Z"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["parameters"]["in_place"] is True
+    assert {i["format"] for i in manifest["inputs"] if i["kind"] != "timeline"} == {
+        "parquet (in place)"
+    }
+    assert (out / "explore.html").exists() and (out / "incident_report.html").exists()
+    explored = (out / "explore.ipynb").read_text(encoding="utf-8")
+    assert "eu-west" in explored  # the slice by region ran on the in-place view
