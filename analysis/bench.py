@@ -53,6 +53,7 @@ HIVE = """
 import duckdb, sys
 con = duckdb.connect()
 con.execute("set TimeZone = 'UTC'")
+con.execute("set enable_progress_bar = false")
 for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
     # the target of COPY cannot be a bound value; it is our own folder
     con.execute(

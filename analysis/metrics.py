@@ -108,6 +108,12 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
         "create or replace temp macro is_system_failure(outcome, error_code, codes) as "
         "outcome = 'failure' and (error_code is null or not list_contains(codes, error_code))"
     )
+    # what iso() writes, for columns of many rows
+    con.execute(
+        "create or replace temp macro iso_text(t) as case "
+        "when epoch_us(t) % 1000000 <> 0 then strftime(t, '%Y-%m-%dT%H:%M:%S.%g') || 'Z' "
+        "else strftime(t, '%Y-%m-%dT%H:%M:%SZ') end"
+    )
     # a keyed hash: without the key a pseudonym cannot be turned back into a user id
     con.execute(
         "create or replace temp macro pseudonym(key, uid) as "
@@ -257,11 +263,21 @@ def error_codes(con: duckdb.DuckDBPyConnection, params: Params) -> pd.DataFrame:
     return run(con, "error_codes", params.bind(bucket=bucket_interval(params.bucket))).df()
 
 
+def periods(con: duckdb.DuckDBPyConnection, params: Params) -> dict[str, dict]:
+    """Figures of the declared window (``incident``) and of the baseline around it, in one
+    pass over the data."""
+    cur = run(con, "period", params.bind())
+    names = [d[0] for d in cur.description]
+    out = {}
+    for row in cur.fetchall():
+        figures = dict(zip(names, row, strict=True))
+        out[figures.pop("period")] = figures
+    return out
+
+
 def period(con: duckdb.DuckDBPyConnection, params: Params, *, baseline: bool) -> dict:
     """Figures of the declared window, or of the baseline around it."""
-    cur = run(con, "period", params.bind(baseline=baseline))
-    names = [d[0] for d in cur.description]
-    return dict(zip(names, cur.fetchall()[0], strict=True))
+    return periods(con, params)["baseline" if baseline else "incident"]
 
 
 def top_fingerprints(

@@ -22,7 +22,7 @@ import pandas as pd
 
 import analysis
 from analysis import charts, config, db, draft, load, metrics, params, summary
-from analysis.metrics import Params, iso
+from analysis.metrics import Params
 
 STAGING_ENV = "POSTMORTEM_STAGING_DIR"
 KEY_ENV = "POSTMORTEM_KEY"
@@ -332,8 +332,6 @@ class Run:
                 else "# user ids are IN CLEAR (redact_users=False)\n"
             )
         )
-        df["first"] = df["first"].map(iso)
-        df["last"] = df["last"].map(iso)
         path.write_text(header + df.to_csv(index=False, lineterminator="\n"), encoding="utf-8")
 
     def manifest(self) -> dict[str, Any]:

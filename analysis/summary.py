@@ -131,8 +131,8 @@ def analyse(
     """Compute every figure of the report from the scoped views."""
     series_df = metrics.series(con, params)
     codes_df = metrics.error_codes(con, params)
-    window = metrics.period(con, params, baseline=False)
-    base = metrics.period(con, params, baseline=True)
+    both = metrics.periods(con, params)
+    window, base = both["incident"], both["baseline"]
     fps = metrics.top_fingerprints(
         con,
         params,

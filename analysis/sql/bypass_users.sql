@@ -8,7 +8,7 @@ with bypass as (
     group by user_id
 ), final as (
     select case when $redact then pseudonym($key, user_id) else user_id end as user,
-           logins, first, last
+           logins, iso_text(first) as first, iso_text(last) as last
     from per_user
 )
 select * from final order by user

@@ -1,33 +1,52 @@
--- Auth and query figures for one period [$start, $end) — or, with $baseline, for everything
--- outside [$start - guard, $end + guard): attempts, failures, users, queries per auth,
--- and database latency.
-with auth as (
-    select *
-    from v_auth
-    where case when $baseline then ts < $start - $guard::interval or ts >= $end + $guard::interval
-               else ts >= $start and ts < $end end
-), auth_figures as (
-    select count(*) as attempts,
+-- Auth and query figures of the declared window [$start, $end) and of the baseline (everything
+-- outside [$start - guard, $end + guard)), in one pass over each view: attempts, failures,
+-- users, queries per auth, and database latency. One row per period ('incident', 'baseline').
+with periods as (
+    select * from (values ('incident'), ('baseline')) p(period)
+), auth as (
+    select case when ts >= $start and ts < $end then 'incident'
+                when ts < $start - $guard::interval or ts >= $end + $guard::interval
+                    then 'baseline'
+           end as period,
+           count(*) as attempts,
            count(*) filter (where outcome = 'failure') as failures,
            count(*) filter (where is_system_failure(outcome, error_code, $codes)) as system_failures,
            count(distinct user_id) as users_active,
            count(distinct user_id) filter (
                where is_system_failure(outcome, error_code, $codes)
            ) as users_affected
-    from auth
+    from v_auth
+    group by 1
 ), auth_queries as (
-    select count(*) as auth_queries
+    select case when ts >= $start and ts < $end then 'incident'
+                when ts < $start - $guard::interval or ts >= $end + $guard::interval
+                    then 'baseline'
+           end as period,
+           count(*) as auth_queries
     from v_auth_queries
-    where case when $baseline then ts < $start - $guard::interval or ts >= $end + $guard::interval
-               else ts >= $start and ts < $end end
+    group by 1
 ), latency as (
-    select count(*) as queries,
+    select case when ts >= $start and ts < $end then 'incident'
+                when ts < $start - $guard::interval or ts >= $end + $guard::interval
+                    then 'baseline'
+           end as period,
+           count(*) as queries,
            quantile_cont(duration_ms, 0.95) as latency_p95_ms
     from v_queries
-    where case when $baseline then ts < $start - $guard::interval or ts >= $end + $guard::interval
-               else ts >= $start and ts < $end end
+    group by 1
 ), final as (
-    select a.*, q.auth_queries, l.queries, l.latency_p95_ms
-    from auth_figures a, auth_queries q, latency l
+    select p.period,
+           coalesce(a.attempts, 0) as attempts,
+           coalesce(a.failures, 0) as failures,
+           coalesce(a.system_failures, 0) as system_failures,
+           coalesce(a.users_active, 0) as users_active,
+           coalesce(a.users_affected, 0) as users_affected,
+           coalesce(q.auth_queries, 0) as auth_queries,
+           coalesce(l.queries, 0) as queries,
+           l.latency_p95_ms
+    from periods p
+    left join auth a using (period)
+    left join auth_queries q using (period)
+    left join latency l using (period)
 )
 select * from final
