@@ -108,6 +108,13 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
         "create or replace temp macro is_system_failure(outcome, error_code, codes) as "
         "outcome = 'failure' and (error_code is null or not list_contains(codes, error_code))"
     )
+    # the period a time falls in: the declared window, the baseline (outside it and its guard
+    # margins), or neither (null)
+    con.execute(
+        "create or replace temp macro period_of(t, w_start, w_end, guard) as case "
+        "when t >= w_start and t < w_end then 'incident' "
+        "when t < w_start - guard or t >= w_end + guard then 'baseline' end"
+    )
     # what iso() writes, for columns of many rows
     con.execute(
         "create or replace temp macro iso_text(t) as case "

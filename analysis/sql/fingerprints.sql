@@ -3,9 +3,7 @@
 -- the rise in per-auth rate.
 with tagged as (
     select fingerprint, duration_ms,
-           case when ts >= $start and ts < $end then 'incident'
-                when ts < $start - $guard::interval or ts >= $end + $guard::interval then 'baseline'
-           end as period
+           period_of(ts, $start, $end, $guard::interval) as period
     from v_auth_queries
 ), per_fp as (
     select fingerprint,

@@ -4,10 +4,7 @@
 with periods as (
     select * from (values ('incident'), ('baseline')) p(period)
 ), auth as (
-    select case when ts >= $start and ts < $end then 'incident'
-                when ts < $start - $guard::interval or ts >= $end + $guard::interval
-                    then 'baseline'
-           end as period,
+    select period_of(ts, $start, $end, $guard::interval) as period,
            count(*) as attempts,
            count(*) filter (where outcome = 'failure') as failures,
            count(*) filter (where is_system_failure(outcome, error_code, $codes)) as system_failures,
@@ -18,18 +15,12 @@ with periods as (
     from v_auth
     group by 1
 ), auth_queries as (
-    select case when ts >= $start and ts < $end then 'incident'
-                when ts < $start - $guard::interval or ts >= $end + $guard::interval
-                    then 'baseline'
-           end as period,
+    select period_of(ts, $start, $end, $guard::interval) as period,
            count(*) as auth_queries
     from v_auth_queries
     group by 1
 ), latency as (
-    select case when ts >= $start and ts < $end then 'incident'
-                when ts < $start - $guard::interval or ts >= $end + $guard::interval
-                    then 'baseline'
-           end as period,
+    select period_of(ts, $start, $end, $guard::interval) as period,
            count(*) as queries,
            quantile_cont(duration_ms, 0.95) as latency_p95_ms
     from v_queries
