@@ -128,7 +128,7 @@ _LIST = rf"(^|[^{_IDENT_CHAR}])(in|values?) ?\( ?\?(?: ?, ?\?)* ?\)"
 # _LITERALS plus upper case and "'": a number after an identifier, ")", "]" or "?" is not a
 # literal, and one right after a string is not replaced either (the string's match took the
 # character before it).
-_KEY_UNSAFE = r'["#\\$]|/\*|--'
+_KEY_UNSAFE = ('"', "#", "\\", "$", "/*", "--")
 _KEY_STRING = r"'[^'\\]*'"
 _KEY_NUMBER = rf"(^|[^A-Z{_IDENT_CHAR})\]?'])[1-9][0-9]*"
 
@@ -196,7 +196,8 @@ FINGERPRINT_MACRO: str = _build_macro()
 _EMPTY_STRING = _sql_string("''")
 KEY_MACRO: str = (
     "create or replace temp macro fingerprint_key(s) as "
-    f"case when regexp_matches(s, {_sql_string(_KEY_UNSAFE)}) then s else regexp_replace("
+    f"case when {' or '.join(f'contains(s, {_sql_string(u)})' for u in _KEY_UNSAFE)} "
+    "then s else regexp_replace("
     f"regexp_replace(s, {_sql_string(_KEY_STRING)}, {_EMPTY_STRING}, 'g'), "
     f"{_sql_string(_KEY_NUMBER)}, '\\11', 'g') end"
 )
