@@ -57,6 +57,12 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         )
     for key in params.INPUTS:
         run.input_files(key)  # a missing input stops here, before a kernel starts
+    if p["in_place"]:
+        from analysis import inplace
+        from analysis.kinds import AUTH, QUERIES
+
+        inplace.check_parquet(AUTH, run.input_files("auth_logs"))
+        inplace.check_parquet(QUERIES, run.input_files("query_logs"))
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)

@@ -62,7 +62,8 @@ def hive_keys(paths: list[Path]) -> set[str]:
     return {m.group(1) for p in paths for part in p.parent.parts if (m := _HIVE.fullmatch(part))}
 
 
-def _check_parquet(kind: Kind, paths: list[Path]) -> None:
+def check_parquet(kind: Kind, paths: list[Path]) -> None:
+    """Refuse, naming the file, an input that --in-place cannot read."""
     if not paths:
         raise LoadError(f"--in-place needs the {kind.name} input as Parquet files; none given")
     bad = [p for p in paths if not p.name.lower().endswith((".parquet", ".pq"))]
@@ -200,7 +201,7 @@ def attach(
     results: list[FileResult] = []
     for kind, view in ((AUTH, "v_auth"), (QUERIES, "v_queries")):
         paths = files.get(kind.name, [])
-        _check_parquet(kind, paths)
+        check_parquet(kind, paths)
         var = f"pm_{kind.name}_files"
         con.execute(f"set variable {var} = ?", [[str(p) for p in paths]])  # noqa: S608 - fixed name
         types = _columns(con, kind, var)

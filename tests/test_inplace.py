@@ -197,3 +197,25 @@ def test_postmortem_report_in_place_runs_both_notebooks(hive, parquet_sample, tm
     assert (out / "explore.html").exists() and (out / "incident_report.html").exists()
     explored = (out / "explore.ipynb").read_text(encoding="utf-8")
     assert "eu-west" in explored  # the slice by region ran on the in-place view
+
+
+def test_the_command_refuses_in_place_for_json_lines_before_a_kernel_starts(tmp_path):
+    import subprocess
+    import sys
+
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"ts": "2024-01-19T10:30:00Z", "user_id": "u", "outcome": "success"}\n')
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "analysis.cli", "-q", "report", "--in-place", "--auth", str(jsonl)]
+        + ["--queries", str(jsonl), "--out", str(out), "--database", str(tmp_path / "d.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"postmortem: error: {jsonl}: --in-place reads Parquet only (files ending .parquet); "
+        "load other formats without --in-place"
+    ]
+    assert not out.exists()
