@@ -53,8 +53,6 @@ _NUMBER_TYPES = {
 }
 #: a folder name of a Hive partition: key=value
 _HIVE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=[^/]*")
-#: no range: the widest instants DuckDB's timestamp holds
-ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
 
 
 def hive_keys(paths: list[Path]) -> set[str]:

@@ -102,6 +102,10 @@ class Scope:
     auth_callers: tuple[str, ...] = ()
 
 
+#: no time range: the widest instants DuckDB's timestamp holds
+ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
+
+
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     """Small SQL helpers shared by the queries in ``analysis/sql``."""
     con.execute(
@@ -147,8 +151,6 @@ def scope(
     """
     install_macros(con)
     if not in_place:
-        from analysis.inplace import ALL_TIME
-
         lo, hi = time_range or ALL_TIME
         con.execute("set variable pm_range_start = ?", [lo])
         con.execute("set variable pm_range_end = ?", [hi])

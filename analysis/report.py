@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -180,13 +181,11 @@ class Run:
         self.loaded.files.extend(read)
 
     @property
-    def time_range(self) -> tuple[Any, Any]:
+    def time_range(self) -> tuple[datetime, datetime]:
         """The instants analysed: ``range_start``/``range_end``, else all the data."""
-        from analysis.inplace import ALL_TIME
-
         p = self.parameters
-        lo = metrics.parse_instant(p["range_start"]) if p["range_start"] else ALL_TIME[0]
-        hi = metrics.parse_instant(p["range_end"]) if p["range_end"] else ALL_TIME[1]
+        lo = metrics.parse_instant(p["range_start"]) if p["range_start"] else metrics.ALL_TIME[0]
+        hi = metrics.parse_instant(p["range_end"]) if p["range_end"] else metrics.ALL_TIME[1]
         return lo, hi
 
     def scope(self, *, everything: bool = False) -> metrics.Scope:

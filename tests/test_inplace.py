@@ -111,7 +111,7 @@ def test_a_range_reads_only_its_partitions_and_gives_the_loaded_figures(hive, tm
     assert others == in_place["dimensions"][: len(others)]
     assert len(others) >= 10
     for key in ("impact", "auth", "db", "bypass", "window"):
-        assert in_place[key] == loaded[key], key
+        assert summary.dumps(in_place[key]) == summary.dumps(loaded[key]), key
     # rows read in place: those of the range, all usable
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")

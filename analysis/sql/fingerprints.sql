@@ -2,18 +2,22 @@
 -- count, total, mean and p95 time, and queries per auth attempt in each period; ranked by
 -- the rise in per-auth rate.
 with tagged as (
-    select fingerprint, duration_ms,
+    -- sums in decimal: a sum of doubles depends on the order the threads add them in, and
+    -- its last digit could flip a rounded figure between two runs
+    select fingerprint, duration_ms, duration_ms::decimal(38, 6) as exact_ms,
            period_of(ts, $start, $end, $guard::interval) as period
     from v_auth_queries
 ), per_fp as (
     select fingerprint,
            count(*) filter (where period = 'incident') as incident_count,
-           sum(duration_ms) filter (where period = 'incident') as incident_total_ms,
-           avg(duration_ms) filter (where period = 'incident') as incident_mean_ms,
+           sum(exact_ms) filter (where period = 'incident')::double as incident_total_ms,
+           (sum(exact_ms) filter (where period = 'incident')
+               / count(*) filter (where period = 'incident'))::double as incident_mean_ms,
            quantile_cont(duration_ms, 0.95) filter (where period = 'incident') as incident_p95_ms,
            count(*) filter (where period = 'baseline') as baseline_count,
-           sum(duration_ms) filter (where period = 'baseline') as baseline_total_ms,
-           avg(duration_ms) filter (where period = 'baseline') as baseline_mean_ms,
+           sum(exact_ms) filter (where period = 'baseline')::double as baseline_total_ms,
+           (sum(exact_ms) filter (where period = 'baseline')
+               / count(*) filter (where period = 'baseline'))::double as baseline_mean_ms,
            quantile_cont(duration_ms, 0.95) filter (where period = 'baseline') as baseline_p95_ms
     from tagged
     where period is not null
