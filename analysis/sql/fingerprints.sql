@@ -3,21 +3,35 @@
 -- the rise in per-auth rate.
 with tagged as (
     -- sums in decimal: a sum of doubles depends on the order the threads add them in, and
-    -- its last digit could flip a rounded figure between two runs
-    select fingerprint, duration_ms, duration_ms::decimal(38, 6) as exact_ms,
+    -- its last digit could flip a rounded figure between two runs. A duration of 1e20 ms or
+    -- more (no real one) has no exact form here: its group is summed as doubles.
+    select fingerprint, duration_ms,
+           case when duration_ms < 1e20 then duration_ms::decimal(38, 6) end as exact_ms,
            period_of(ts, $start, $end, $guard::interval) as period
     from v_auth_queries
 ), per_fp as (
     select fingerprint,
            count(*) filter (where period = 'incident') as incident_count,
-           sum(exact_ms) filter (where period = 'incident')::double as incident_total_ms,
-           (sum(exact_ms) filter (where period = 'incident')
-               / count(*) filter (where period = 'incident'))::double as incident_mean_ms,
+           case when count(*) filter (where period = 'incident' and exact_ms is null) = 0
+                then sum(exact_ms) filter (where period = 'incident')::double
+                else sum(duration_ms) filter (where period = 'incident')
+           end as incident_total_ms,
+           case when count(*) filter (where period = 'incident' and exact_ms is null) = 0
+                then (sum(exact_ms) filter (where period = 'incident')
+                      / count(*) filter (where period = 'incident'))::double
+                else avg(duration_ms) filter (where period = 'incident')
+           end as incident_mean_ms,
            quantile_cont(duration_ms, 0.95) filter (where period = 'incident') as incident_p95_ms,
            count(*) filter (where period = 'baseline') as baseline_count,
-           sum(exact_ms) filter (where period = 'baseline')::double as baseline_total_ms,
-           (sum(exact_ms) filter (where period = 'baseline')
-               / count(*) filter (where period = 'baseline'))::double as baseline_mean_ms,
+           case when count(*) filter (where period = 'baseline' and exact_ms is null) = 0
+                then sum(exact_ms) filter (where period = 'baseline')::double
+                else sum(duration_ms) filter (where period = 'baseline')
+           end as baseline_total_ms,
+           case when count(*) filter (where period = 'baseline' and exact_ms is null) = 0
+                then (sum(exact_ms) filter (where period = 'baseline')
+                      / count(*) filter (where period = 'baseline'))::double
+                else avg(duration_ms) filter (where period = 'baseline')
+           end as baseline_mean_ms,
            quantile_cont(duration_ms, 0.95) filter (where period = 'baseline') as baseline_p95_ms
     from tagged
     where period is not null
