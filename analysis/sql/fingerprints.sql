@@ -9,32 +9,29 @@ with tagged as (
            case when duration_ms < 1e20 then duration_ms::decimal(38, 6) end as exact_ms,
            period_of(ts, $start, $end, $guard::interval) as period
     from v_auth_queries
-), per_fp as (
-    select fingerprint,
-           count(*) filter (where period = 'incident') as incident_count,
-           case when count(*) filter (where period = 'incident' and exact_ms is null) = 0
-                then sum(exact_ms) filter (where period = 'incident')::double
-                else sum(duration_ms) filter (where period = 'incident')
-           end as incident_total_ms,
-           case when count(*) filter (where period = 'incident' and exact_ms is null) = 0
-                then (sum(exact_ms) filter (where period = 'incident')
-                      / count(*) filter (where period = 'incident'))::double
-                else avg(duration_ms) filter (where period = 'incident')
-           end as incident_mean_ms,
-           quantile_cont(duration_ms, 0.95) filter (where period = 'incident') as incident_p95_ms,
-           count(*) filter (where period = 'baseline') as baseline_count,
-           case when count(*) filter (where period = 'baseline' and exact_ms is null) = 0
-                then sum(exact_ms) filter (where period = 'baseline')::double
-                else sum(duration_ms) filter (where period = 'baseline')
-           end as baseline_total_ms,
-           case when count(*) filter (where period = 'baseline' and exact_ms is null) = 0
-                then (sum(exact_ms) filter (where period = 'baseline')
-                      / count(*) filter (where period = 'baseline'))::double
-                else avg(duration_ms) filter (where period = 'baseline')
-           end as baseline_mean_ms,
-           quantile_cont(duration_ms, 0.95) filter (where period = 'baseline') as baseline_p95_ms
+), per_period as (
+    -- one profile per fingerprint and period, then window and baseline side by side
+    select fingerprint, period,
+           count(*) as n,
+           case when count(*) filter (where exact_ms is null) = 0
+                then sum(exact_ms)::double else sum(duration_ms) end as total_ms,
+           case when count(*) filter (where exact_ms is null) = 0
+                then (sum(exact_ms) / count(*))::double else avg(duration_ms) end as mean_ms,
+           quantile_cont(duration_ms, 0.95) as p95_ms
     from tagged
     where period is not null
+    group by fingerprint, period
+), per_fp as (
+    select fingerprint,
+           coalesce(any_value(n) filter (where period = 'incident'), 0) as incident_count,
+           any_value(total_ms) filter (where period = 'incident') as incident_total_ms,
+           any_value(mean_ms) filter (where period = 'incident') as incident_mean_ms,
+           any_value(p95_ms) filter (where period = 'incident') as incident_p95_ms,
+           coalesce(any_value(n) filter (where period = 'baseline'), 0) as baseline_count,
+           any_value(total_ms) filter (where period = 'baseline') as baseline_total_ms,
+           any_value(mean_ms) filter (where period = 'baseline') as baseline_mean_ms,
+           any_value(p95_ms) filter (where period = 'baseline') as baseline_p95_ms
+    from per_period
     group by fingerprint
 ), final as (
     select fingerprint,
