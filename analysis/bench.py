@@ -298,7 +298,7 @@ def in_place(scale: float, paths: dict[str, Path], work: Path) -> dict:
             out[name]["files_read"] = len(files)
             out[name]["files_total"] = total
             out[name]["rows_read"] = sum(i["rows_read"] for i in files)
-    parquet_mb = sum(p.stat().st_size for key in ("auth", "queries") for p in [pq[key]]) / 1e6
+    parquet_mb = sum(pq[key].stat().st_size for key in ("auth", "queries")) / 1e6
     out["parquet_mb"] = round(parquet_mb, 1)
     return out
 

@@ -55,14 +55,14 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             f"{final}: exists and is not a report folder (no manifest.json); a report replaces "
             "its folder, so choose another --out"
         )
-    for key in params.INPUTS:
-        run.input_files(key)  # a missing input stops here, before a kernel starts
+    # a missing input stops here, before a kernel starts
+    files = {key: run.input_files(key) for key in params.INPUTS}
     if p["in_place"]:
         from analysis import inplace
         from analysis.kinds import AUTH, QUERIES
 
-        inplace.check_parquet(AUTH, run.input_files("auth_logs"))
-        inplace.check_parquet(QUERIES, run.input_files("query_logs"))
+        inplace.check_parquet(AUTH, files["auth_logs"])
+        inplace.check_parquet(QUERIES, files["query_logs"])
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)

@@ -25,6 +25,7 @@ import duckdb
 
 from analysis import db
 from analysis.kinds import AUTH, QUERIES, FileResult, Kind, LoadError
+from analysis.load import FORMATS_BY_ENDING
 from analysis.readers import _extras_from
 from analysis.validate import _ts_expr
 
@@ -64,7 +65,8 @@ def check_parquet(kind: Kind, paths: list[Path]) -> None:
     """Refuse, naming the file, an input that --in-place cannot read."""
     if not paths:
         raise LoadError(f"--in-place needs the {kind.name} input as Parquet files; none given")
-    bad = [p for p in paths if not p.name.lower().endswith((".parquet", ".pq"))]
+    endings = tuple(e for e, fmt in FORMATS_BY_ENDING.items() if fmt == "parquet")
+    bad = [p for p in paths if not p.name.lower().endswith(endings)]
     if bad:
         raise LoadError(
             f"{bad[0]}: --in-place reads Parquet only (files ending .parquet); load other "

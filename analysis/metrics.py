@@ -284,11 +284,6 @@ def periods(con: duckdb.DuckDBPyConnection, params: Params) -> dict[str, dict]:
     return out
 
 
-def period(con: duckdb.DuckDBPyConnection, params: Params, *, baseline: bool) -> dict:
-    """Figures of the declared window, or of the baseline around it."""
-    return periods(con, params)["baseline" if baseline else "incident"]
-
-
 def top_fingerprints(
     con: duckdb.DuckDBPyConnection,
     params: Params,

@@ -230,7 +230,7 @@ def test_a_report_sees_only_its_own_sources(con, tmp_path):
     mine = load.load(con, auth=auth)
     metrics.scope(con, auth=mine.source_ids("auth"), queries=[], timeline=[])
     params = metrics.Params(start=metrics.parse_instant(START), end=metrics.parse_instant(END))
-    assert metrics.period(con, params, baseline=False)["users_active"] == 5
+    assert metrics.periods(con, params)["incident"]["users_active"] == 5
 
 
 def test_summary_is_unchanged_by_shuffling_splitting_and_parquet(con, tmp_path, small_sample):

@@ -64,7 +64,7 @@ def test_hostile_error_codes_are_bound_values_not_sql(tmp_path):
         end=metrics.parse_instant("2024-01-19T11:00:00Z"),
         user_error_codes=("x'); drop table auth_events; --",),
     )
-    fig = metrics.period(con, p, baseline=False)
+    fig = metrics.periods(con, p)["incident"]
     assert (fig["failures"], fig["system_failures"]) == (1, 0)
     assert con.execute("select count(*) from auth_events").fetchall() == [(1,)]
 
