@@ -23,11 +23,10 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db
+from analysis import db, registry
 from analysis.kinds import AUTH, QUERIES, FileResult, Kind, LoadError
-from analysis.load import FORMATS_BY_ENDING
-from analysis.readers import _extras_from
-from analysis.validate import _ts_expr
+from analysis.readers import extras_from
+from analysis.validate import ts_expr
 
 #: the typed expression of ``ts`` by the Parquet column's type, and the type its range is in
 _TS_TYPES = {
@@ -65,7 +64,7 @@ def check_parquet(kind: Kind, paths: list[Path]) -> None:
     """Refuse, naming the file, an input that --in-place cannot read."""
     if not paths:
         raise LoadError(f"--in-place needs the {kind.name} input as Parquet files; none given")
-    endings = tuple(e for e, fmt in FORMATS_BY_ENDING.items() if fmt == "parquet")
+    endings = registry.READERS["parquet"].endings
     bad = [p for p in paths if not p.name.lower().endswith(endings)]
     if bad:
         raise LoadError(
@@ -115,7 +114,7 @@ def _typed(
             cols.append(
                 f"{_TS_TYPES[kind_of][0]} as ts"
                 if kind_of in _TS_TYPES
-                else f"{_ts_expr(text, utc=True)} as ts"
+                else f"{ts_expr(text, utc=True)} as ts"
             )
         elif n in kind.numeric:
             target = "bigint" if n == "rows" else "double"
@@ -213,7 +212,7 @@ def attach(
             )
         partitions = hive_keys(paths)
         state: dict = {}
-        extras = _extras_from([n for n in types if n not in partitions], kind, state)
+        extras = extras_from([n for n in types if n not in partitions], kind, state)
         ts_type = _TS_TYPES.get(types["ts"], (None, None))[1]
         in_range = (
             f"p.ts >= getvariable('pm_range_start')::{ts_type} "

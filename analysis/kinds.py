@@ -69,6 +69,18 @@ KINDS = {k.name: k for k in (AUTH, QUERIES, TIMELINE)}
 RESERVED = {"source_id", "line", "raw", "reason", "pre_reason", "not_json", "fp_key"}
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a load reads its files, beyond their format (the same for every file)."""
+
+    tz: str = "UTC"
+    progress: Progress | None = None
+    #: PostgreSQL's log_line_prefix; None: inferred from the lines
+    log_line_prefix: str | None = None
+    #: the year of syslog timestamps; None: the file's date
+    year: int | None = None
+
+
 @dataclass
 class FileResult:
     """What happened to one input file."""

@@ -19,45 +19,41 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, lines
-from analysis.kinds import (  # noqa: F401 - the vocabulary of a load, used as load.X
+from analysis import db, registry
+from analysis.formats import common
+from analysis.kinds import (
     AUTH,
     KINDS,
     QUERIES,
-    RAW_KEEP_CHARS,
-    RESERVED,
     TIMELINE,
     FileResult,
     Kind,
     LoadError,
     LoadResult,
     Progress,
-    Records,
+    ReadOptions,
 )
 from analysis.lines import UnreadableFile
-from analysis.readers import (
-    _FORMAT_NAMES,
-    _csv_records,
-    _json_records,
-    _load_parquet,
-    _load_text,
-    _load_yaml,
-)
-from analysis.validate import _store, _ts_expr  # noqa: F401 - used by the server-log formats
+
+#: what a caller of the load needs besides :func:`load`: its errors and results
+__all__ = [
+    "AUTH",
+    "KINDS",
+    "QUERIES",
+    "TIMELINE",
+    "FileResult",
+    "LoadError",
+    "LoadResult",
+    "cached_sha256",
+    "check_timezone",
+    "choose_reader",
+    "describe",
+    "expand_inputs",
+    "load",
+    "sha256_of",
+]
 
 log = logging.getLogger(__name__)
-
-
-FORMATS_BY_ENDING = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".yaml": "yaml",
-    ".yml": "yaml",
-}
 
 
 def expand_inputs(spec: str | Path | Sequence[str | Path] | None) -> list[Path]:
@@ -90,21 +86,64 @@ def expand_inputs(spec: str | Path | Sequence[str | Path] | None) -> list[Path]:
     return out
 
 
-def format_of(path: Path, given: str) -> str:
-    """The format to read ``path`` with: ``given``, or by the file's ending for ``auto``."""
+#: how many first lines a format's content signature is shown
+SNIFF_LINES = 200
+
+
+def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, str | None]:
+    """The reader of ``path`` and, when its content chose it, why.
+
+    ``given`` names a format, or is ``auto``: then a CSV, Parquet or YAML ending decides;
+    otherwise (``.json``, ``.jsonl``, ``.log``, ``.txt``, no ending, and the same
+    compressed) the first lines are held against each format's content signature.
+
+    Raises
+    ------
+    LoadError
+        for an unknown format, a format that holds another kind of input, two formats that
+        fit the content equally, or a file that no format fits.
+    """
+    flag = f"--{'query' if kind is QUERIES else kind.name}-format"
     if given and given != "auto":
-        return given
-    name = path.name.lower()
-    for ending in (".gz", ".bz2", ".xz"):
-        if name.endswith(ending):
-            name = name[: -len(ending)]
-    suffix = Path(name).suffix
-    if suffix in FORMATS_BY_ENDING:
-        return FORMATS_BY_ENDING[suffix]
+        reader = registry.READERS.get(given)
+        if reader is None:
+            raise LoadError(
+                f"{path}: unknown format {given!r} (one of {registry.choices_text(kind.name)})"
+            )
+        if kind.name not in reader.kinds:
+            holds = " or ".join(reader.kinds)
+            raise LoadError(
+                f"{path}: {given} logs hold {holds}, not {kind.name} "
+                f"(give it with --{'queries' if 'queries' in reader.kinds else 'auth'})"
+            )
+        return reader, None
+    by_name = registry.by_ending(path)
+    if by_name is not None and (not by_name.text or by_name.name == "csv"):
+        if kind.name in by_name.kinds:
+            return by_name, None
+    try:
+        sample = common.sample_lines(path, limit=SNIFF_LINES) if kind is not TIMELINE else []
+    except UnreadableFile as exc:
+        raise LoadError(str(exc)) from exc
+    fits = []
+    for reader in registry.READERS.values():
+        if kind.name in reader.kinds and reader.sniff is not None and sample:
+            why = reader.sniff(sample)
+            if why:
+                fits.append((reader, why))
+    if len(fits) > 1 and by_name is not None and by_name in [r for r, _ in fits]:
+        fits = [(r, w) for r, w in fits if r is by_name]
+    if len(fits) == 1:
+        return fits[0]
+    if len(fits) > 1:
+        named = "; ".join(f"{r.name} ({w})" for r, w in fits)
+        raise LoadError(f"{path}: fits more than one format: {named}; name one with {flag}")
+    if by_name is not None and kind.name in by_name.kinds:
+        return by_name, None
+    suffix = path.suffix or "(none)"
     raise LoadError(
-        f"{path}: cannot tell the format from the ending {suffix or '(none)'!r}; "
-        "name it with --auth-format / --query-format (jsonl, csv, parquet; server logs: "
-        "postgres, mysql-slow, sshd)"
+        f"{path}: cannot tell the format from the ending {suffix!r} or from the first lines; "
+        f"name it with {flag} ({registry.choices_text(kind.name)})"
     )
 
 
@@ -170,31 +209,23 @@ def load(
     Returns the per-file counts; raises :class:`LoadError` (database unchanged) when a
     whole file cannot be read.
     """
-    plan: list[tuple[Kind, Path, str]] = []
+    plan: list[tuple[Kind, Path, registry.Reader, str | None]] = []
     for kind, spec, fmt in (
         (AUTH, auth, auth_format),
         (QUERIES, queries, query_format),
         (TIMELINE, timeline, "auto"),
     ):
         for path in expand_inputs(spec):
-            plan.append((kind, path, format_of(path, fmt)))
+            plan.append((kind, path, *choose_reader(path, fmt, kind)))
     check_timezone(con, source_timezone)
+    opts = ReadOptions(
+        tz=source_timezone, progress=progress, log_line_prefix=log_line_prefix, year=year
+    )
     result = LoadResult()
     con.execute("begin transaction")
     try:
-        for kind, path, fmt in plan:
-            result.files.append(
-                _load_file(
-                    con,
-                    kind,
-                    path,
-                    fmt,
-                    tz=source_timezone,
-                    progress=progress,
-                    log_line_prefix=log_line_prefix,
-                    year=year,
-                )
-            )
+        for kind, path, reader, why in plan:
+            result.files.append(_load_file(con, kind, path, reader, opts, why=why))
         con.execute("commit")
     except BaseException as exc:
         con.execute("rollback")
@@ -213,17 +244,21 @@ def _load_file(
     con: duckdb.DuckDBPyConnection,
     kind: Kind,
     path: Path,
-    fmt: str,
+    reader: registry.Reader,
+    opts: ReadOptions,
     *,
-    tz: str,
-    progress: Progress | None,
-    log_line_prefix: str | None = None,
-    year: int | None = None,
+    why: str | None = None,
 ) -> FileResult:
     digest = cached_sha256(con, path)
+    fmt = reader.name
     # the same bytes read with other settings are other rows: the settings are part of the key
     options = json.dumps(
-        {"format": fmt, "source_timezone": tz, "log_line_prefix": log_line_prefix, "year": year},
+        {
+            "format": fmt,
+            "source_timezone": opts.tz,
+            "log_line_prefix": opts.log_line_prefix,
+            "year": opts.year,
+        },
         sort_keys=True,
     )
     row = db.one(
@@ -238,33 +273,11 @@ def _load_file(
         return res
     source_id = db.one(con, "select coalesce(max(source_id), 0) + 1 from sources")[0]
     res = FileResult(kind.name, str(path), fmt, digest, source_id)
-    if fmt in ("jsonl", "csv"):
-        head = lines.sniff(path)
-        binary = lines.binary_format(head)
-        if binary:
-            raise UnreadableFile(f"{path}: is {binary} data, not {_FORMAT_NAMES[fmt]}")
-    if fmt == "jsonl":
-        _load_text(con, kind, path, res, _json_records, tz=tz, progress=progress)
-    elif fmt == "csv":
-        _load_text(con, kind, path, res, _csv_records, tz=tz, progress=progress)
-    elif fmt == "parquet":
-        _load_parquet(con, kind, path, res, tz=tz)
-    elif fmt == "yaml" and kind is TIMELINE:
-        _load_yaml(con, kind, path, res, tz=tz)
-    else:
-        from analysis import formats  # server log formats live in their own package
-
-        formats.load_server_log(
-            con,
-            kind,
-            path,
-            fmt,
-            res,
-            tz=tz,
-            progress=progress,
-            log_line_prefix=log_line_prefix,
-            year=year,
-        )
+    if why:
+        res.notes.append(f"read as {reader.title} ({fmt}): {why}")
+    common.drop_temp(con)
+    reader.read(con, kind, path, res, opts)
+    common.drop_temp(con)  # on failure, the rollback drops them
     con.execute(
         "insert into sources (source_id, kind, path, format, sha256, options, rows_read, "
         "rows_loaded, rows_rejected) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from analysis import config, metrics
+from analysis import config, metrics, registry
 
 #: every parameter of notebooks/incident_report.ipynb, with its default
 DEFAULTS: dict[str, Any] = {
@@ -42,8 +42,10 @@ LOCATIONS = ("database", "report_dir")
 INPUTS = ("auth_logs", "query_logs", "timeline")
 #: the kinds of input, as sources and views name them
 KINDS = ("auth", "queries", "timeline")
-AUTH_FORMATS = ("auto", "jsonl", "csv", "parquet", "sshd")
-QUERY_FORMATS = ("auto", "jsonl", "csv", "parquet", "postgres", "mysql-slow")
+AUTH_FORMATS = ("auto", *registry.names("auth"))
+QUERY_FORMATS = ("auto", *registry.names("queries"))
+#: a format may also be a source definition of the user's own
+DEFINITION_ENDINGS = (".yaml", ".yml")
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -105,10 +107,13 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     if metrics.parse_instant(out["incident_end"]) <= metrics.parse_instant(out["incident_start"]):
         raise ParameterError("incident_end must be after incident_start")
     metrics.bucket_interval(out["bucket"])
-    if out["auth_format"] not in AUTH_FORMATS:
-        raise ParameterError(f"auth_format {out['auth_format']!r}: one of {AUTH_FORMATS}")
-    if out["query_format"] not in QUERY_FORMATS:
-        raise ParameterError(f"query_format {out['query_format']!r}: one of {QUERY_FORMATS}")
+    for key, choices in (("auth_format", AUTH_FORMATS), ("query_format", QUERY_FORMATS)):
+        value = str(out[key])
+        if value not in choices and not value.lower().endswith(DEFINITION_ENDINGS):
+            raise ParameterError(
+                f"{key} {value!r}: one of {', '.join(choices)}, "
+                "or a source definition FILE.yaml"
+            )
     for key in ("redact_users", "in_place"):
         if isinstance(out[key], str):
             out[key] = out[key].strip().lower() in ("1", "true", "yes")

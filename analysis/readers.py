@@ -2,7 +2,7 @@
 
 Text files are read as numbered physical lines (:mod:`analysis.lines`) and parsed in DuckDB;
 Parquet is read by DuckDB itself. Each reader hands batches of records to
-:func:`analysis.validate._store`.
+:func:`analysis.validate.store`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,22 @@ import pyarrow as pa
 import yaml
 
 from analysis import db, lines
-from analysis.kinds import RAW_KEEP_CHARS, RESERVED, FileResult, Kind, Progress, Records
+from analysis.kinds import (
+    RAW_KEEP_CHARS,
+    RESERVED,
+    FileResult,
+    Kind,
+    Progress,
+    ReadOptions,
+    Records,
+)
 from analysis.lines import UnreadableFile
-from analysis.validate import _store
+from analysis.validate import store
 
-_FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "yaml": "YAML"}
+FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV", "parquet": "Parquet", "yaml": "YAML"}
 
 
-def _json_records(
+def json_records(
     con: duckdb.DuckDBPyConnection, kind: Kind, state: dict, chunk: pa.Table
 ) -> Records:
     """The records of the JSON lines in ``_chunk``.
@@ -44,7 +52,7 @@ def _json_records(
             _chunk=chunk,
         ).fetchall()
     ]
-    extras = _extras_from(keys, kind, state)
+    extras = extras_from(keys, kind, state)
     names = list(kind.fields) + extras
     structure = json.dumps({n: "VARCHAR" for n in names})
     cols = ", ".join(
@@ -72,7 +80,7 @@ def _json_records(
     return Records(sql, {"structure": structure, "keep": RAW_KEEP_CHARS}, extras)
 
 
-def _csv_records(
+def csv_records(
     con: duckdb.DuckDBPyConnection, kind: Kind, state: dict, chunk: pa.Table
 ) -> Records | None:
     """The records of the CSV lines in ``_chunk``; the header comes from the first line."""
@@ -89,7 +97,7 @@ def _csv_records(
             ) from exc
         state["header"] = header
         state["header_line"] = first[0]
-        state["extras"] = _extras_from(header, kind, state)
+        state["extras"] = extras_from(header, kind, state)
         state["seen"] = {n for n in kind.fields if n in header}
         missing = [n for n in kind.required if n not in header]
         if missing:
@@ -139,7 +147,7 @@ def _csv_records(
     return Records(sql, values, state["extras"])
 
 
-def _extras_from(names: Iterable[str], kind: Kind, state: dict) -> list[str]:
+def extras_from(names: Iterable[str], kind: Kind, state: dict) -> list[str]:
     """Extra columns to keep: plain identifiers that are not fields of ours."""
     extras = list(state.get("extras", []))
     for n in names:
@@ -152,7 +160,7 @@ def _extras_from(names: Iterable[str], kind: Kind, state: dict) -> list[str]:
     return extras
 
 
-def _load_text(
+def load_text(
     con: duckdb.DuckDBPyConnection,
     kind: Kind,
     path: Path,
@@ -167,7 +175,7 @@ def _load_text(
         table = db.batched(chunk.table)
         rec = to_records(con, kind, state, table)
         if rec is not None:
-            _store(con, kind, res, rec, tz, chunk=table)
+            store(con, kind, res, rec, tz, chunk=table)
         if progress:
             total = f" of {chunk.bytes_total / 1e6:,.0f} MB" if chunk.bytes_total else ""
             progress(
@@ -175,7 +183,7 @@ def _load_text(
                 f"{res.rows_read:,} rows"
             )
     res.rows_rejected = res.rows_read - res.rows_loaded
-    _check_whole_file(res, kind, state, fmt_name=_FORMAT_NAMES[res.format])
+    _check_whole_file(res, kind, state, fmt_name=FORMAT_NAMES[res.format])
 
 
 def _check_whole_file(res: FileResult, kind: Kind, state: dict, *, fmt_name: str) -> None:
@@ -197,7 +205,7 @@ def _check_whole_file(res: FileResult, kind: Kind, state: dict, *, fmt_name: str
         )
 
 
-def _load_parquet(
+def load_parquet(
     con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, *, tz: str
 ) -> None:
     try:
@@ -216,7 +224,7 @@ def _load_parquet(
             f"(columns: {', '.join(names)})"
         )
     state: dict = {"path": str(path)}
-    extras = _extras_from(names, kind, state)
+    extras = extras_from(names, kind, state)
     present = [n for n in names if n in kind.fields or n in extras]
     cols = []
     for n in list(kind.fields) + extras:
@@ -236,12 +244,12 @@ def _load_parquet(
                {", ".join(cols)}
         from read_parquet($path, file_row_number = true) p
     """  # noqa: S608 - identifiers checked
-    _store(con, kind, res, Records(sql, {"path": str(path), "keep": RAW_KEEP_CHARS}, extras), tz)
+    store(con, kind, res, Records(sql, {"path": str(path), "keep": RAW_KEEP_CHARS}, extras), tz)
     res.rows_rejected = res.rows_read - res.rows_loaded
     _check_whole_file(res, kind, state, fmt_name="Parquet")
 
 
-def _load_yaml(
+def load_yaml(
     con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, *, tz: str
 ) -> None:
     """A timeline in YAML: a list of mappings; small, so read with PyYAML."""
@@ -279,7 +287,7 @@ def _load_yaml(
     con.register("_yaml_view", table)
     con.execute("create or replace temp table _yaml as select * from _yaml_view")
     con.unregister("_yaml_view")
-    _store(con, kind, res, Records("select * from _yaml", {}, []), tz)
+    store(con, kind, res, Records("select * from _yaml", {}, []), tz)
     res.rows_rejected = res.rows_read - res.rows_loaded
 
 
@@ -290,3 +298,71 @@ def _yaml_text(value: object) -> str | None:
     if hasattr(value, "isoformat"):
         return value.isoformat()  # type: ignore[no-any-return]
     return str(value)
+
+
+# --- the registry's entry points (see analysis.registry) ---
+
+
+def _refuse_binary(path: Path, title: str) -> None:
+    binary = lines.binary_format(lines.sniff(path))
+    if binary:
+        raise UnreadableFile(f"{path}: is {binary} data, not {title}")
+
+
+def read_jsonl(
+    con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
+) -> None:
+    """JSON Lines with the canonical field names."""
+    _refuse_binary(path, FORMAT_NAMES["jsonl"])
+    load_text(con, kind, path, res, json_records, tz=opts.tz, progress=opts.progress)
+
+
+def read_csv(
+    con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
+) -> None:
+    """CSV with a header row of the canonical field names."""
+    _refuse_binary(path, FORMAT_NAMES["csv"])
+    load_text(con, kind, path, res, csv_records, tz=opts.tz, progress=opts.progress)
+
+
+def read_parquet(
+    con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
+) -> None:
+    """Parquet with columns of the canonical names."""
+    load_parquet(con, kind, path, res, tz=opts.tz)
+
+
+def read_yaml(
+    con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
+) -> None:
+    """A timeline as a YAML list."""
+    load_yaml(con, kind, path, res, tz=opts.tz)
+
+
+def sniff_jsonl(sample: list[str]) -> str | None:
+    """Why the first lines look like JSON Lines with our field names, or None."""
+    objects = []
+    for s in sample[:50]:
+        try:
+            value = json.loads(s)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(value, dict):
+            return None
+        objects.append(value)
+    if objects and all("ts" in o for o in objects):
+        return f"{len(objects)} JSON objects per line with a 'ts' field"
+    return None
+
+
+def sniff_csv(sample: list[str]) -> str | None:
+    """Why the first lines look like CSV with our field names, or None."""
+    if len(sample) < 1:
+        return None
+    try:
+        header = [h.strip() for h in next(csv.reader([sample[0]]))]
+    except (csv.Error, StopIteration):
+        return None
+    if "ts" in header and len(header) > 1:
+        return f"a CSV header with ts and {len(header) - 1} other columns"
+    return None

@@ -18,7 +18,7 @@ from analysis.kinds import AUTH, QUERIES, TIMELINE, FileResult, Kind, Records
 _ZONED = r".*\d:\d\d(:\d\d(\.\d*)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?|UTC|GMT)"
 
 
-def _ts_expr(col: str, *, utc: bool) -> str:
+def ts_expr(col: str, *, utc: bool) -> str:
     """SQL turning a text field into a UTC ``timestamp`` (NULL when it cannot be parsed).
 
     With ``utc`` (source_timezone UTC) one cast reads ISO text with or without a zone, and
@@ -48,7 +48,7 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
     """The query from the records to ``_checked``: typed columns and a reject reason."""
     extras = rec.extras
     f = {n: db.quote_identifier("f_" + n) for n in list(kind.fields) + extras}
-    typed = [f"{_ts_expr(f['ts'], utc=utc)} as ts"]
+    typed = [f"{ts_expr(f['ts'], utc=utc)} as ts"]
     checks = [f"when {f['ts']} is null or trim({f['ts']}) = '' then 'missing required field ts'"]
     checks.append(
         f"when ts is null then 'unparseable or impossible time: ' || left({f['ts']}, 60)"
@@ -124,7 +124,7 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
     """  # noqa: S608 - identifiers are from the fixed field lists or checked
 
 
-def _store(
+def store(
     con: duckdb.DuckDBPyConnection,
     kind: Kind,
     res: FileResult,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis import db, load
+from analysis import db, kinds, load
 from tests.conftest import write
 
 BIN = Path(sys.executable).parent
@@ -105,7 +105,7 @@ def test_a_10_mb_single_line_is_rejected_with_its_start_kept(con, tmp_path):
     result = load.load(con, auth=f)
     assert (result.files[0].rows_read, result.files[0].rows_loaded) == (3, 2)
     raw, reason = con.execute("select raw, reason from rejects").fetchall()[0]
-    assert reason == "broken JSON" and len(raw) == load.RAW_KEEP_CHARS
+    assert reason == "broken JSON" and len(raw) == kinds.RAW_KEEP_CHARS
 
 
 @pytest.mark.parametrize(

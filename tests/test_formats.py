@@ -762,7 +762,14 @@ def test_an_empty_server_log_loads_nothing_without_error(con, tmp_path, kind, fm
     assert result.totals(kind) == {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0}
 
 
-def test_a_server_log_without_a_format_names_the_server_formats(con, tmp_path):
+def test_a_server_log_without_a_format_is_told_by_its_content(con, tmp_path):
     f = write(tmp_path / "postgresql.log", STDERR)
-    with pytest.raises(load.LoadError, match="server logs: postgres, mysql-slow, sshd"):
+    res = load.load(con, queries=f).files[0]
+    assert res.format == "postgres" and res.rows_loaded > 0
+    assert any(n.startswith("read as PostgreSQL server log (postgres): ") for n in res.notes)
+
+
+def test_a_log_that_no_format_fits_names_the_formats_and_the_flag(con, tmp_path):
+    f = write(tmp_path / "notes.log", "hello\nworld\n")
+    with pytest.raises(load.LoadError, match="--query-format .*postgres, mysql-slow"):
         load.load(con, queries=f)

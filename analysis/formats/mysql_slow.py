@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, lines, load
+from analysis import db, kinds, lines, validate
 from analysis.formats import common
 
 _BANNER = (
@@ -129,10 +129,10 @@ EXTRAS = ["db_user", "client_ip", "database", "thread_id", "lock_time_ms", "rows
 def load_slow_log(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    res: load.FileResult,
+    res: kinds.FileResult,
     *,
     tz: str,
-    progress: load.Progress | None,
+    progress: kinds.Progress | None,
 ) -> None:
     """Load a slow query log: one ``db_queries`` row per entry."""
     head = lines.sniff(path)
@@ -174,8 +174,8 @@ def load_slow_log(
             last_time = row[0]
         if row and row[1] is not None:
             last_db = row[1]
-        rec = load.Records(_RECORDS, {"keep": load.RAW_KEEP_CHARS}, list(EXTRAS))
-        load._store(con, load.QUERIES, res, rec, tz)
+        rec = kinds.Records(_RECORDS, {"keep": kinds.RAW_KEEP_CHARS}, list(EXTRAS))
+        validate.store(con, kinds.QUERIES, res, rec, tz)
         if progress:
             progress(
                 f"{path.name}: {chunk.bytes_done / 1e6:,.0f} MB read, {res.rows_read:,} queries"
@@ -193,3 +193,23 @@ def load_slow_log(
     note = common.other_note(counts, "query entries")
     if note:
         res.notes.append(note)
+
+
+def sniff(sample: list[str]) -> str | None:
+    """Why the first lines look like a MySQL slow log, or None."""
+    marks = ("# Time:", "# Query_time:", "# User@Host:")
+    hits = [s for s in sample if s.startswith(marks)]
+    if any(s.startswith("# Query_time:") for s in hits):
+        return f"{len(hits)} '# Time:' / '# User@Host:' / '# Query_time:' header lines"
+    return None
+
+
+def read(
+    con: duckdb.DuckDBPyConnection,
+    kind: kinds.Kind,
+    path: Path,
+    res: kinds.FileResult,
+    opts: kinds.ReadOptions,
+) -> None:
+    """The registry's entry point: :func:`load_slow_log` with the load's options."""
+    load_slow_log(con, path, res, tz=opts.tz, progress=opts.progress)

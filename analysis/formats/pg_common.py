@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import duckdb
 
-from analysis import db, load
+from analysis import db, kinds, validate
 from analysis.formats import common
 
 #: extra text columns a PostgreSQL query row may carry, besides the kind's fields
@@ -118,7 +118,7 @@ def time_sql(col: str, parts: str) -> str:
 
 def finish_chunk(
     con: duckdb.DuckDBPyConnection,
-    res: load.FileResult,
+    res: kinds.FileResult,
     rec: tuple[str, dict[str, object]],
     *,
     tz: str,
@@ -168,10 +168,10 @@ def finish_chunk(
     )
     _pair_durations(con)
     utc = tz == "UTC"
-    values: dict[str, object] = {"sid": res.source_id, "keep": load.RAW_KEEP_CHARS}
+    values: dict[str, object] = {"sid": res.source_id, "keep": kinds.RAW_KEEP_CHARS}
     if not utc:
         values["tz"] = tz
-    ts = load._ts_expr("ts", utc=utc)
+    ts = validate.ts_expr("ts", utc=utc)
     common.ensure_server_events(con)
     con.execute(
         f"""
@@ -206,8 +206,8 @@ def finish_chunk(
                {", " + cols if cols else ""}
         from _fmt_cls where what in ('query', 'duration-only')
     """  # noqa: S608 - identifiers from the fixed EXTRAS list
-    params: dict[str, object] = {"keep": load.RAW_KEEP_CHARS}
-    load._store(con, load.QUERIES, res, load.Records(sql, params, extras), tz)
+    params: dict[str, object] = {"keep": kinds.RAW_KEEP_CHARS}
+    validate.store(con, kinds.QUERIES, res, kinds.Records(sql, params, extras), tz)
     return db.one(con, "select count(*) from _fmt_cls")[0]
 
 

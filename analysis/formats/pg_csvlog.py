@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, load
+from analysis import db, kinds
 from analysis.formats import common, pg_common
 
 #: csvlog columns by position (1-based), as documented for PostgreSQL 14+
@@ -44,10 +44,10 @@ _MARKED = rf"""
 def load_csvlog(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    res: load.FileResult,
+    res: kinds.FileResult,
     *,
     tz: str,
-    progress: load.Progress | None,
+    progress: kinds.Progress | None,
     counts: common.Counts,
 ) -> None:
     """Load a csvlog file chunk by chunk."""

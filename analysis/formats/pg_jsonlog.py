@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import load
+from analysis import kinds
 from analysis.formats import common, pg_common
 
 #: each column of ``_fmt_rec``: the jsonlog key, then the csvlog-style key of CloudNativePG
@@ -32,10 +32,10 @@ KEYS = {
 def load_jsonlog(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    res: load.FileResult,
+    res: kinds.FileResult,
     *,
     tz: str,
-    progress: load.Progress | None,
+    progress: kinds.Progress | None,
     counts: common.Counts,
 ) -> None:
     """Load a jsonlog file chunk by chunk (every line is a whole entry)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, lines, load
+from analysis import db, kinds, lines
 from analysis.formats import common, pg_common, pg_csvlog, pg_jsonlog, pg_prefix, syslog
 
 _CSVLOG_START = re.compile(
@@ -49,10 +49,10 @@ def detect_layout(sample: list[str]) -> str:
 def load_postgres(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    res: load.FileResult,
+    res: kinds.FileResult,
     *,
     tz: str,
-    progress: load.Progress | None,
+    progress: kinds.Progress | None,
     log_line_prefix: str | None,
     year: int | None,
 ) -> None:
@@ -74,7 +74,7 @@ def load_postgres(
     elif layout == "csvlog":
         pg_csvlog.load_csvlog(con, path, res, tz=tz, progress=progress, counts=counts)
     else:
-        used = _load_text(
+        used = load_text(
             con,
             path,
             res,
@@ -180,15 +180,15 @@ def _bodies(sample: list[str], layout: str) -> list[str]:
     return out
 
 
-def _load_text(
+def load_text(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    res: load.FileResult,
+    res: kinds.FileResult,
     *,
     layout: str,
     sample: list[str],
     tz: str,
-    progress: load.Progress | None,
+    progress: kinds.Progress | None,
     log_line_prefix: str | None,
     year: int | None,
     counts: common.Counts,
@@ -346,3 +346,43 @@ def _syslog_chunk(
         select * from final
     """  # noqa: S608 - columns from the fixed escape table
     return sql, {"head": prefix.head_regex(), "names": prefix.head_names()}
+
+
+_STDERR_ENTRY = re.compile(
+    r"\d\d:\d\d:\d\d.*\b(?:" + pg_prefix.SEVERITIES + r"):  (?:duration: |statement: |\S)"
+)
+
+
+def sniff(sample: list[str]) -> str | None:
+    """Why the first lines look like a PostgreSQL log, or None."""
+    layout = detect_layout(sample)
+    if layout == "jsonlog":
+        keys = ('"error_severity"', '"message"')
+        if any(all(k in s for k in keys) for s in sample[:20]):
+            return "jsonlog records (error_severity, message)"
+        return None
+    if layout == "csvlog":
+        return "csvlog records (timestamp, …, severity, SQLSTATE)"
+    hits = sum(bool(_STDERR_ENTRY.search(s)) for s in sample)
+    if hits and hits >= len(sample) / 4:
+        return f"{hits} of the first {len(sample)} lines are PostgreSQL entries ('LOG:  …')"
+    return None
+
+
+def read(
+    con: duckdb.DuckDBPyConnection,
+    kind: kinds.Kind,
+    path: Path,
+    res: kinds.FileResult,
+    opts: kinds.ReadOptions,
+) -> None:
+    """The registry's entry point: :func:`load_postgres` with the load's options."""
+    load_postgres(
+        con,
+        path,
+        res,
+        tz=opts.tz,
+        progress=opts.progress,
+        log_line_prefix=opts.log_line_prefix,
+        year=opts.year,
+    )

@@ -30,11 +30,12 @@ Columns: ``request_id`` is the sshd process id (one per connection), ``client_ip
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
 
-from analysis import db, lines, load
+from analysis import db, kinds, lines, validate
 from analysis.formats import common, syslog
 
 #: seconds within which an attempt line of the same process absorbs a companion line
@@ -141,10 +142,10 @@ EXTRAS = ["client_ip", "event", "auth_method", "host"]
 def load_sshd(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    res: load.FileResult,
+    res: kinds.FileResult,
     *,
     tz: str,
-    progress: load.Progress | None,
+    progress: kinds.Progress | None,
     year: int | None,
 ) -> None:
     """Load an sshd log: one ``auth_events`` row per authentication attempt."""
@@ -165,8 +166,8 @@ def load_sshd(
         f"select count(*) from ({_EVENTS}) where kind in ('invalid_user', 'pam_failure')",  # noqa: S608
         params,
     )[0]
-    rec = load.Records(_RECORDS, {"keep": load.RAW_KEEP_CHARS, **params}, list(EXTRAS))
-    load._store(con, load.AUTH, res, rec, tz)
+    rec = kinds.Records(_RECORDS, {"keep": kinds.RAW_KEEP_CHARS, **params}, list(EXTRAS))
+    validate.store(con, kinds.AUTH, res, rec, tz)
     res.rows_rejected = res.rows_read - res.rows_loaded
     absorbed = by_kind.get("invalid_user", 0) + by_kind.get("pam_failure", 0) - kept
     counts.add("other programs", syslog_lines - sshd_lines)
@@ -197,7 +198,7 @@ def stage(
     path: Path,
     *,
     year: int | None,
-    progress: load.Progress | None = None,
+    progress: kinds.Progress | None = None,
 ) -> tuple[syslog.Year | None, common.Counts]:
     """Read every auth line of an sshd log into ``_fmt_stage`` (one row per line).
 
@@ -250,3 +251,25 @@ def stage(
             progress(f"{path.name}: {chunk.bytes_done / 1e6:,.0f} MB read")
     con.execute("drop table if exists _fmt_lines")
     return (yr if bsd else None), counts
+
+
+_SSHD_LINE = re.compile(r"\bsshd(?:-session)?(?:\[\d+\])?: ")
+
+
+def sniff(sample: list[str]) -> str | None:
+    """Why the first lines look like an sshd log, or None."""
+    hits = sum(bool(_SSHD_LINE.search(s)) for s in sample)
+    if hits and hits >= len(sample) / 10:
+        return f"{hits} of the first {len(sample)} lines are sshd syslog lines"
+    return None
+
+
+def read(
+    con: duckdb.DuckDBPyConnection,
+    kind: kinds.Kind,
+    path: Path,
+    res: kinds.FileResult,
+    opts: kinds.ReadOptions,
+) -> None:
+    """The registry's entry point: :func:`load_sshd` with the load's options."""
+    load_sshd(con, path, res, tz=opts.tz, progress=opts.progress, year=opts.year)
