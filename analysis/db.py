@@ -22,13 +22,14 @@ create table if not exists sources (
     rows_read bigint not null,
     rows_loaded bigint not null,
     rows_rejected bigint not null,
+    rows_skipped bigint not null default 0,  -- records that are not attempts or queries
     unique (kind, sha256, options)
 );
 create table if not exists auth_events (
     source_id integer not null,
     line bigint not null,
     ts timestamp not null,          -- UTC
-    user_id varchar not null,
+    user_id varchar,                -- null: the source does not know the user
     outcome varchar not null,       -- success | failure
     request_id varchar,
     error_code varchar,
@@ -131,6 +132,10 @@ def connect(
                 "table has no options column); move it aside or name another --database, "
                 "and the inputs are loaded again"
             )
+        # made by the version before attempts without a user and skipped records
+        if "rows_skipped" not in columns_of(con, "sources"):
+            con.execute("alter table sources add column rows_skipped bigint default 0")
+            con.execute("alter table auth_events alter column user_id drop not null")
     return con
 
 

@@ -204,7 +204,7 @@ def attach(
         var = f"pm_{kind.name}_files"
         con.execute(f"set variable {var} = ?", [[str(p) for p in paths]])  # noqa: S608 - fixed name
         types = _columns(con, kind, var)
-        missing = [n for n in kind.required if n not in types]
+        missing = [n for n in kind.required_columns if n not in types]
         if missing:
             raise LoadError(
                 f"{paths[0]}: the Parquet files have no {', '.join(missing)} column "

@@ -24,18 +24,30 @@ class Kind:
     name: str
     table: str
     fields: tuple[str, ...]
+    #: fields a row must have (else it is rejected)
     required: tuple[str, ...]
     numeric: tuple[str, ...] = ()
     #: fields of which at least one must be present
     one_of: tuple[str, ...] = ()
+    #: columns a file must have somewhere (a file without one is refused as a whole);
+    #: the required fields when not given
+    columns: tuple[str, ...] = ()
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """The columns without which a file of this kind cannot be read at all."""
+        return self.columns or self.required
 
 
 AUTH = Kind(
     "auth",
     "auth_events",
     ("ts", "user_id", "outcome", "request_id", "error_code", "latency_ms", "auth_path"),
-    ("ts", "user_id", "outcome"),
+    # an attempt whose user the source does not know (a failure before the user is
+    # identified) is kept with a null user_id: it counts in attempts, not in users
+    ("ts", "outcome"),
     numeric=("latency_ms",),
+    columns=("ts", "user_id", "outcome"),
 )
 
 
@@ -97,6 +109,10 @@ class FileResult:
     notes: list[str] = field(default_factory=list)
     #: rows that were not JSON objects at all (tells a file that is not JSON Lines)
     not_json: int = 0
+    #: records that the format says are not attempts or queries (rows_read includes them)
+    rows_skipped: int = 0
+    #: rows_skipped by kind (an Okta logout, a request to another path, …)
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,8 +126,9 @@ class LoadResult:
         return [f.source_id for f in self.files if f.kind == kind]
 
     def totals(self, kind: str) -> dict[str, int]:
-        """rows_read, rows_loaded and rows_rejected summed over one kind's files."""
-        out = {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0}
+        """rows_read, rows_loaded, rows_rejected and rows_skipped summed over one kind's
+        files."""
+        out = {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0, "rows_skipped": 0}
         seen: set[int] = set()
         for f in self.files:
             # the same file given twice is one source, counted once
@@ -120,6 +137,7 @@ class LoadResult:
                 out["rows_read"] += f.rows_read
                 out["rows_loaded"] += f.rows_loaded
                 out["rows_rejected"] += f.rows_rejected
+                out["rows_skipped"] += f.rows_skipped
         return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, registry
+from analysis import db, registry, sources
 from analysis.formats import common
 from analysis.kinds import (
     AUTH,
@@ -104,6 +104,11 @@ def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, 
         fit the content equally, or a file that no format fits.
     """
     flag = f"--{'query' if kind is QUERIES else kind.name}-format"
+    if given and given.lower().endswith((".yaml", ".yml")) and given not in registry.READERS:
+        try:
+            return registry.from_definition(Path(given)), None
+        except sources.DefinitionError as exc:
+            raise LoadError(str(exc)) from exc
     if given and given != "auto":
         reader = registry.READERS.get(given)
         if reader is None:
@@ -252,23 +257,26 @@ def _load_file(
     digest = cached_sha256(con, path)
     fmt = reader.name
     # the same bytes read with other settings are other rows: the settings are part of the key
-    options = json.dumps(
-        {
-            "format": fmt,
-            "source_timezone": opts.tz,
-            "log_line_prefix": opts.log_line_prefix,
-            "year": opts.year,
-        },
-        sort_keys=True,
-    )
+    settings: dict[str, object] = {
+        "format": fmt,
+        "source_timezone": opts.tz,
+        "log_line_prefix": opts.log_line_prefix,
+        "year": opts.year,
+    }
+    if reader.definition is not None:
+        # an edited definition reads the same bytes into other rows
+        settings["definition"] = reader.definition.digest
+    options = json.dumps(settings, sort_keys=True)
     row = db.one(
         con,
-        "select source_id, rows_read, rows_loaded, rows_rejected, format from sources "
+        "select source_id, rows_read, rows_loaded, rows_rejected, format, rows_skipped "
+        "from sources "
         "where kind = ? and sha256 = ? and options = ?",
         [kind.name, digest, options],
     )
     if row:
         res = FileResult(kind.name, str(path), row[4], digest, row[0], row[1], row[2], row[3])
+        res.rows_skipped = row[5]
         res.already_loaded = True
         return res
     source_id = db.one(con, "select coalesce(max(source_id), 0) + 1 from sources")[0]
@@ -280,7 +288,7 @@ def _load_file(
     common.drop_temp(con)  # on failure, the rollback drops them
     con.execute(
         "insert into sources (source_id, kind, path, format, sha256, options, rows_read, "
-        "rows_loaded, rows_rejected) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "rows_loaded, rows_rejected, rows_skipped) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             source_id,
             kind.name,
@@ -291,6 +299,7 @@ def _load_file(
             res.rows_read,
             res.rows_loaded,
             res.rows_rejected,
+            res.rows_skipped,
         ],
     )
     return res
@@ -303,7 +312,9 @@ def describe(result: LoadResult) -> list[str]:
         state = "already loaded, skipped" if f.already_loaded else "loaded"
         out.append(
             f"{f.kind:<9} {f.path}: {f.rows_read:,} read, {f.rows_loaded:,} loaded, "
-            f"{f.rows_rejected:,} rejected ({f.format}, {state})"
+            f"{f.rows_rejected:,} rejected"
+            + (f", {f.rows_skipped:,} not attempts" if f.rows_skipped else "")
+            + f" ({f.format}, {state})"
         )
         out.extend(f"          note: {n}" for n in f.notes)
     return out

@@ -111,8 +111,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         value = str(out[key])
         if value not in choices and not value.lower().endswith(DEFINITION_ENDINGS):
             raise ParameterError(
-                f"{key} {value!r}: one of {', '.join(choices)}, "
-                "or a source definition FILE.yaml"
+                f"{key} {value!r}: one of {', '.join(choices)}, or a source definition FILE.yaml"
             )
     for key in ("redact_users", "in_place"):
         if isinstance(out[key], str):

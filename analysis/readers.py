@@ -99,7 +99,7 @@ def csv_records(
         state["header_line"] = first[0]
         state["extras"] = extras_from(header, kind, state)
         state["seen"] = {n for n in kind.fields if n in header}
-        missing = [n for n in kind.required if n not in header]
+        missing = [n for n in kind.required_columns if n not in header]
         if missing:
             raise UnreadableFile(
                 f"{state['path']}: the CSV header has no {', '.join(missing)} column "
@@ -193,7 +193,7 @@ def _check_whole_file(res: FileResult, kind: Kind, state: dict, *, fmt_name: str
         raise UnreadableFile(f"{res.path}: no line is a JSON object; is it {fmt_name}?")
     if res.rows_read and res.rows_read > bad_json and res.format == "jsonl":
         seen = state.get("seen", set())
-        missing = [n for n in kind.required if n not in seen]
+        missing = [n for n in kind.required_columns if n not in seen]
         if missing:
             raise UnreadableFile(f"{res.path}: no row has the required field {', '.join(missing)}")
         if kind.one_of and not any(n in seen for n in kind.one_of):
@@ -217,7 +217,7 @@ def load_parquet(
         raise UnreadableFile(f"{path}: is not a readable Parquet file ({exc})") from exc
     names = [r[0] for r in schema]
     types = {r[0]: r[1] for r in schema}
-    missing = [n for n in kind.required if n not in names]
+    missing = [n for n in kind.required_columns if n not in names]
     if missing:
         raise UnreadableFile(
             f"{path}: the Parquet file has no {', '.join(missing)} column "

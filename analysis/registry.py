@@ -44,6 +44,8 @@ class Reader:
     help: str = ""
     #: a preset (a source definition shipped with the package), not a format of its own
     preset: bool = False
+    #: the source definition behind a preset or a user's definition file
+    definition: sources.Definition | None = None
 
 
 def _builtin() -> list[Reader]:
@@ -112,21 +114,26 @@ def _builtin() -> list[Reader]:
     ]
 
 
+def _of_definition(d: sources.Definition, *, preset: bool) -> Reader:
+    return Reader(
+        d.name,
+        d.title,
+        (d.kind,),
+        sources.reader_for(d),
+        sniff=sources.sniffer_for(d),
+        help=d.description,
+        preset=preset,
+        definition=d,
+    )
+
+
 def _presets() -> list[Reader]:
-    out = []
-    for d in sources.presets():
-        out.append(
-            Reader(
-                d.name,
-                d.title,
-                (d.kind,),
-                sources.reader_for(d),
-                sniff=sources.sniffer_for(d),
-                help=d.description,
-                preset=True,
-            )
-        )
-    return out
+    return [_of_definition(d, preset=True) for d in sources.presets()]
+
+
+def from_definition(path: Path) -> Reader:
+    """The reader of a user's own source definition file (``--auth-format FILE.yaml``)."""
+    return _of_definition(sources.read_definition(path), preset=False)
 
 
 READERS: dict[str, Reader] = {r.name: r for r in [*_builtin(), *_presets()]}
@@ -153,3 +160,20 @@ def by_ending(path: Path) -> Reader | None:
 def choices_text(kind: str) -> str:
     """``auto, jsonl, csv, …`` for one kind, for help texts and error messages."""
     return ", ".join(("auto", *names(kind)))
+
+
+def user_codes(formats: list[str], *, given: str = "auto") -> list[str]:
+    """The user-class error codes that the definitions behind ``formats`` (and a definition
+    file given as the format) name, in order, without repeats."""
+    out: list[str] = []
+    defs = [READERS[f].definition for f in formats if f in READERS]
+    if given.lower().endswith((".yaml", ".yml")) and given not in READERS:
+        try:
+            defs.append(sources.read_definition(Path(given)))
+        except sources.DefinitionError:
+            pass  # the load has already said what is wrong with it
+    for d in defs:
+        for code in d.user_codes if d else ():
+            if code not in out:
+                out.append(code)
+    return out

@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 import analysis
-from analysis import charts, config, db, draft, load, metrics, params, summary
+from analysis import charts, config, db, draft, load, metrics, params, registry, summary
 from analysis.metrics import Params
 
 STAGING_ENV = "POSTMORTEM_STAGING_DIR"
@@ -130,11 +130,17 @@ class Run:
     def analysis_params(self) -> Params:
         """The parameters every figure takes."""
         p = self.parameters
+        codes = list(p["user_error_codes"])
+        # a preset knows which of its source's codes are the user's (Auth0 fp, Entra 50126…)
+        formats = [f.format for f in self.loaded.files if f.kind == "auth"] if self.loaded else []
+        for code in registry.user_codes(formats, given=p["auth_format"]):
+            if code not in codes:
+                codes.append(code)
         return Params(
             start=metrics.parse_instant(p["incident_start"]),
             end=metrics.parse_instant(p["incident_end"]),
             bucket=p["bucket"],
-            user_error_codes=tuple(p["user_error_codes"]),
+            user_error_codes=tuple(codes),
         )
 
     def input_files(self, key: str) -> list[Path]:

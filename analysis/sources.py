@@ -1,7 +1,748 @@
-"""Source definitions: declarative readers for logs we do not know (stub)."""
+"""Source definitions: declarative readers for the logs that real systems write.
+
+A *definition* is a YAML mapping (no code) that says where the records of a log are, which
+of them are authentication attempts, and where each canonical column is. The presets under
+``analysis/presets/`` are definitions (Okta, Auth0, Keycloak, CloudTrail, Entra ID, ECS,
+OpenTelemetry, access logs, HAProxy, Envoy, MySQL's error log); a user's own is given as
+``--auth-format FILE.yaml`` or under ``auth_format`` in the ``--config`` file.
+
+Everything happens in DuckDB: a JSON file (JSON Lines, or one document such as
+``{"Records": [...]}``) is unnested along the ``records`` path with ``json_extract``; a text
+log is matched line by line with one regular expression whose named groups (and, with
+``keyvalues``, the ``key=value`` pairs of one group) become a JSON object; then every column
+is one ``json_extract_string`` of its path, with value maps, constants and the timestamp
+format applied in SQL. Every value of a definition is bound as a parameter. Records that are
+not attempts are counted per value of the attempt field (``rows_skipped``), never rejected;
+the rest go through the same validation as every other input (:func:`validate.store`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
 
-def presets() -> list:
-    return []
+import duckdb
+import pyarrow as pa
+import yaml
+
+from analysis import db, kinds, lines, validate
+from analysis.kinds import RAW_KEEP_CHARS, FileResult, Kind, ReadOptions, Records
+from analysis.lines import UnreadableFile
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+#: the keys a definition may have, and what each is for (the error for a typo names them)
+KEYS = {
+    "name": "the preset's name (what --auth-format takes)",
+    "title": "a short title for the load's output",
+    "description": "one line for --help and the README",
+    "docs": "where the field names come from",
+    "kind": "auth (the only kind definitions describe so far)",
+    "input": "json (JSON Lines or one JSON document) or text (lines matched by pattern)",
+    "records": "where the records are: $ (each line or array element), events[], …",
+    "signature": "how auto recognises the source: fields (all present) or pattern",
+    "attempts": "which records are attempts: field, values and/or prefixes",
+    "fields": "canonical column <- path, list of paths, or {path, map, default, null_values}",
+    "timestamp": "iso, epoch_s, epoch_ms, epoch_us, epoch_ns or a strptime format",
+    "extras": "kept columns (dimensions): name <- path",
+    "constants": "columns with one value for every record",
+    "error_classes": "user: the codes that are the user's fault (all others: the system's)",
+    "pattern": "text input: a regular expression with named groups",
+    "keyvalues": "text input: a named group holding key=value pairs, read as fields",
+    "skip_lines": "text input: line prefixes that are not records (comments)",
+    "unmatched": "text input: skip (default) or reject the lines the pattern does not match",
+}
+TIMESTAMPS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
+_EPOCH_DIVISOR = {"epoch_s": None, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
+#: a map value that skips the record (e.g. Okta's CHALLENGE: a step, not an outcome)
+SKIP = "skip"
+_SELECTOR = re.compile(r"^(?P<list>[^\[\]]+)\[(?P<key>[^=\]]+)=(?P<value>[^\]]*)\](?P<rest>.*)$")
+
+
+class DefinitionError(ValueError):
+    """A source definition that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """Where one column's value comes from."""
+
+    paths: tuple[str, ...] = ()
+    mapping: tuple[tuple[str, str | None], ...] = ()
+    has_default: bool = False
+    default: str | None = None
+    null_values: tuple[str, ...] = ()
+    constant: str | None = None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A parsed, checked source definition."""
+
+    name: str
+    title: str
+    description: str
+    kind: str
+    input: str
+    #: where the records are; several: the first that holds any, per document
+    records: tuple[str, ...]
+    columns: dict[str, Column]
+    extras: dict[str, Column]
+    timestamp: str = "iso"
+    signature_fields: tuple[str, ...] = ()
+    signature_pattern: str | None = None
+    attempt_field: str | None = None
+    attempt_values: tuple[str, ...] = ()
+    attempt_prefixes: tuple[str, ...] = ()
+    user_codes: tuple[str, ...] = ()
+    pattern: str | None = None
+    keyvalues: str | None = None
+    skip_lines: tuple[str, ...] = ()
+    reject_unmatched: bool = False
+    docs: tuple[str, ...] = ()
+    origin: str = ""
+    groups: tuple[str, ...] = field(default=())
+    #: SHA-256 of the definition's data, part of the key of what a load read
+    digest: str = ""
+
+
+# --- reading a definition ---
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, int, float)):
+        return (str(value),)
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return tuple(str(v) for v in value)
+    raise DefinitionError(f"{where}: a text or a list of texts, not {value!r}")
+
+
+def _column(spec: Any, where: str) -> Column:
+    if isinstance(spec, (str, list)):
+        return Column(paths=_strings(spec, where))
+    if not isinstance(spec, dict):
+        raise DefinitionError(f"{where}: a path, a list of paths, or a mapping")
+    unknown = set(spec) - {"path", "map", "default", "null_values", "value"}
+    if unknown:
+        raise DefinitionError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+            "(path, map, default, null_values, value)"
+        )
+    if "value" in spec:
+        return Column(constant=None if spec["value"] is None else str(spec["value"]))
+    mapping = spec.get("map") or {}
+    if not isinstance(mapping, dict):
+        raise DefinitionError(f"{where}.map: a mapping of value -> value")
+    return Column(
+        paths=_strings(spec.get("path"), f"{where}.path"),
+        mapping=tuple((str(k).lower(), None if v is None else str(v)) for k, v in mapping.items()),
+        has_default="default" in spec,
+        default=None if spec.get("default") is None else str(spec["default"]),
+        null_values=_strings(spec.get("null_values"), f"{where}.null_values"),
+    )
+
+
+def parse(data: Any, *, origin: str) -> Definition:
+    """A definition from its YAML data; ``origin`` (a file name) goes into every error."""
+    if not isinstance(data, dict):
+        raise DefinitionError(f"{origin}: a source definition is a mapping (see README)")
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        known = ", ".join(KEYS)
+        raise DefinitionError(f"{origin}: unknown key(s) {', '.join(unknown)}; known: {known}")
+    name = str(data.get("name") or Path(origin).stem)
+    kind = str(data.get("kind", "auth"))
+    if kind not in ("auth",):
+        raise DefinitionError(f"{origin}: kind {kind!r}: definitions describe auth logs")
+    input_ = str(data.get("input", "json"))
+    if input_ not in ("json", "text"):
+        raise DefinitionError(f"{origin}: input {input_!r}: json or text")
+    fields_spec = data.get("fields") or {}
+    if not isinstance(fields_spec, dict):
+        raise DefinitionError(f"{origin}: fields: a mapping of column -> path")
+    the_kind = kinds.KINDS[kind]
+    columns: dict[str, Column] = {}
+    for n, spec in fields_spec.items():
+        if n not in the_kind.fields:
+            raise DefinitionError(
+                f"{origin}: fields.{n}: not a column of {kind} ({', '.join(the_kind.fields)}); "
+                "put other columns under extras"
+            )
+        columns[n] = _column(spec, f"{origin}: fields.{n}")
+    for n, v in (data.get("constants") or {}).items():
+        if n in the_kind.fields and n not in columns:
+            columns[n] = Column(constant=None if v is None else str(v))
+    missing = [n for n in ("ts", "outcome") if n not in columns]
+    if missing:
+        raise DefinitionError(f"{origin}: fields: no path for {', '.join(missing)}")
+    extras: dict[str, Column] = {}
+    for n, spec in (data.get("extras") or {}).items():
+        if not db.is_identifier(str(n)) or n in kinds.RESERVED or n in the_kind.fields:
+            raise DefinitionError(f"{origin}: extras.{n}: not a plain column name of our own")
+        extras[str(n)] = _column(spec, f"{origin}: extras.{n}")
+    for n, v in (data.get("constants") or {}).items():
+        if n not in the_kind.fields:
+            if not db.is_identifier(str(n)) or n in kinds.RESERVED:
+                raise DefinitionError(f"{origin}: constants.{n}: not a plain column name")
+            extras[str(n)] = Column(constant=None if v is None else str(v))
+    ts_format = str(data.get("timestamp", "iso"))
+    if ts_format not in TIMESTAMPS and "%" not in ts_format:
+        raise DefinitionError(
+            f"{origin}: timestamp {ts_format!r}: one of {', '.join(TIMESTAMPS)} "
+            "or a strptime format such as '%d/%b/%Y:%H:%M:%S %z'"
+        )
+    sig = data.get("signature") or {}
+    attempts = data.get("attempts") or {}
+    if attempts and not attempts.get("field"):
+        raise DefinitionError(f"{origin}: attempts: needs the field whose values decide")
+    pattern = data.get("pattern")
+    groups: tuple[str, ...] = ()
+    if input_ == "text":
+        if not pattern:
+            raise DefinitionError(f"{origin}: input text needs a pattern with named groups")
+        try:
+            groups = tuple(re.compile(pattern).groupindex)
+        except re.error as exc:
+            raise DefinitionError(f"{origin}: pattern: {exc}") from exc
+        if not groups:
+            raise DefinitionError(f"{origin}: pattern has no named group (?P<name>…)")
+        if data.get("keyvalues") and data["keyvalues"] not in groups:
+            raise DefinitionError(
+                f"{origin}: keyvalues {data['keyvalues']!r} is not a named group of the pattern"
+            )
+    classes = data.get("error_classes") or {}
+    return Definition(
+        name=name,
+        title=str(data.get("title") or name),
+        description=" ".join(str(data.get("description") or name).split()),
+        kind=kind,
+        input=input_,
+        records=_strings(data.get("records", "$"), f"{origin}: records") or ("$",),
+        columns=columns,
+        extras=extras,
+        timestamp=ts_format,
+        signature_fields=_strings(sig.get("fields"), f"{origin}: signature.fields"),
+        signature_pattern=sig.get("pattern") if isinstance(sig.get("pattern"), str) else None,
+        attempt_field=attempts.get("field"),
+        attempt_values=_strings(attempts.get("values"), f"{origin}: attempts.values"),
+        attempt_prefixes=_strings(attempts.get("prefixes"), f"{origin}: attempts.prefixes"),
+        user_codes=_strings(classes.get("user"), f"{origin}: error_classes.user"),
+        pattern=pattern,
+        keyvalues=data.get("keyvalues"),
+        skip_lines=_strings(data.get("skip_lines"), f"{origin}: skip_lines"),
+        reject_unmatched=_unmatched(data.get("unmatched", "skip"), origin),
+        docs=_strings(data.get("docs"), f"{origin}: docs"),
+        origin=origin,
+        groups=groups,
+        digest=hashlib.sha256(
+            json.dumps(data, sort_keys=True, default=str).encode("utf-8")
+        ).hexdigest(),
+    )
+
+
+def _unmatched(value: Any, origin: str) -> bool:
+    if value not in ("skip", "reject"):
+        raise DefinitionError(f"{origin}: unmatched {value!r}: skip or reject")
+    return value == "reject"
+
+
+def read_definition(path: Path) -> Definition:
+    """A definition from a YAML file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DefinitionError(f"{path}: no such source definition file") from exc
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"{path}: is not valid YAML ({exc})") from exc
+    return parse(data, origin=str(path))
+
+
+@cache
+def presets() -> tuple[Definition, ...]:
+    """The definitions shipped with the package, by name."""
+    return tuple(read_definition(p) for p in sorted(PRESET_DIR.glob("*.yaml")))
+
+
+# --- paths ---
+
+
+def json_path(path: str) -> str:
+    """A definition's path (``a.b``, ``a[]``, ``'"a.b"'`` for a key with dots) as a
+    DuckDB JSON path (``$.a.b``, ``$.a[*]``, ``$."a.b"``)."""
+    if path in ("$", ""):
+        return "$"
+    out = "$"
+    for part in _split_path(path):
+        many = part.endswith("[]")
+        key = part[:-2] if many else part
+        if key:
+            out += "." + (key if re.fullmatch(r"[A-Za-z_@][\w@-]*", key) else json.dumps(key))
+        if many:
+            out += "[*]"
+    return out
+
+
+def _split_path(path: str) -> list[str]:
+    """``a."b.c".d[]`` -> ``['a', 'b.c', 'd[]']``."""
+    parts, cur, quoted = [], "", False
+    for ch in path:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p for p in parts if p != ""]
+
+
+class _Binder:
+    """Collects the bound values of one query: every value of a definition is a parameter."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+
+    def __call__(self, value: object) -> str:
+        name = f"v{len(self.values)}"
+        self.values[name] = value
+        return "$" + name
+
+
+def _path_sql(path: str, bind: _Binder, rec: str = "rec") -> str:
+    """The text at ``path`` of the JSON record ``rec`` (NULL when absent or JSON null)."""
+    m = _SELECTOR.match(path)
+    if m:
+        # a list of {key, value} objects (OpenTelemetry attributes): the first whose key is
+        # the given one, then the rest of the path inside it
+        items = f"json_extract({rec}, {bind(json_path(m['list'] + '[]'))})"
+        key = bind(m["value"])
+        pick = (
+            f"list_filter({items}, lambda x: json_extract_string(x, {bind(json_path(m['key']))})"
+            f" = {key})[1]"
+        )
+        rest = m["rest"].lstrip(".")
+        return f"json_extract_string({pick}, {bind(json_path(rest))})"
+    return f"json_extract_string({rec}, {bind(json_path(path))})"
+
+
+def _value_sql(col: Column, bind: _Binder, *, keep_unmapped: bool = False) -> str:
+    """The SQL of one column: first non-null path, null values, then the value map."""
+    if not col.paths:
+        return "null::varchar" if col.constant is None else f"{bind(col.constant)}::varchar"
+    exprs = [_path_sql(p, bind) for p in col.paths]
+    if col.null_values:
+        nulls = bind(list(col.null_values))
+        exprs = [
+            f"case when list_contains({nulls}::varchar[], {e}) then null else {e} end"
+            for e in exprs
+        ]
+    v = exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+    if not col.mapping:
+        return v
+    whens = []
+    for key, out in col.mapping:
+        target = "null" if out is None else bind(out)
+        if key.endswith("*"):
+            whens.append(f"when starts_with(lower(_v), {bind(key[:-1])}) then {target}")
+        else:
+            whens.append(f"when lower(_v) = {bind(key)} then {target}")
+    if col.has_default and not (keep_unmapped and col.default is None):
+        other = "null" if col.default is None else bind(col.default)
+    else:
+        other = "_v"
+    # a lambda binds the value once, however many branches read it
+    return (
+        f"list_transform([{v}], lambda _v: case when _v is null then null "
+        f"{' '.join(whens)} else {other} end)[1]"
+    )
+
+
+def _ts_sql(d: Definition, raw: str, bind: _Binder) -> str:
+    """The timestamp as text that :func:`validate.ts_expr` reads; a value the format cannot
+    read stays as it was, so that its reject names it."""
+    if d.timestamp == "iso":
+        return raw
+    if d.timestamp in _EPOCH_DIVISOR:
+        div = _EPOCH_DIVISOR[d.timestamp]
+        # exact integers: an epoch in ns does not fit a double's 53 bits
+        micros = {
+            "epoch_s": f"try_cast({raw} as decimal(38, 6)) * 1000000",
+            "epoch_ms": f"try_cast({raw} as decimal(38, 3)) * 1000",
+            "epoch_us": f"try_cast({raw} as decimal(38, 0))",
+            "epoch_ns": f"try_cast({raw} as hugeint) // 1000",
+        }[d.timestamp]
+        del div
+        conv = f"strftime(try(make_timestamp(cast({micros} as bigint))), '%Y-%m-%dT%H:%M:%S.%fZ')"
+        return f"coalesce({conv}, {raw})"
+    fmt = bind(d.timestamp)
+    if "%z" in d.timestamp or "%Z" in d.timestamp:
+        conv = (
+            f"strftime(timezone('UTC', try_strptime({raw}, {fmt})::timestamptz), "
+            "'%Y-%m-%dT%H:%M:%S.%fZ')"
+        )
+    else:
+        conv = f"strftime(try_strptime({raw}, {fmt})::timestamp, '%Y-%m-%dT%H:%M:%S.%f')"
+    return f"coalesce({conv}, {raw})"
+
+
+# --- loading ---
+
+
+def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
+    """From ``_chunk(line, raw)`` to ``(line, raw, pre_reason, rec)``: one row per record."""
+    if d.input == "text":
+        names = bind(list(d.groups))
+        obj = f"to_json(regexp_extract(txt, {bind(d.pattern)}, {names}::varchar[]))"
+        if d.keyvalues:
+            pairs = (
+                f"regexp_extract_all(regexp_extract(txt, {bind(d.pattern)}, "
+                f"{bind(re.compile(d.pattern).groupindex[d.keyvalues])}::integer), "
+                + "'([A-Za-z_][\\w.-]*)=(\"[^\"]*\"|[^,]*)')"
+            )
+            kv = (
+                f"to_json(map_from_entries(list_transform({pairs}, lambda x: struct_pack("
+                "k := split_part(x, '=', 1), "
+                "v := trim(substr(x, strpos(x, '=') + 1), '\"')))))"
+            )
+            obj = f"json_merge_patch({kv}, {obj})"
+        skip = bind(list(d.skip_lines))
+        return f"""
+            with decoded as (
+                select line, try(decode(raw)) as txt, raw as blob from _chunk
+            ), marked as (
+                select line, txt, blob,
+                       txt is not null and regexp_matches(txt, {bind(d.pattern)}) as hit,
+                       txt is not null and len(
+                           list_filter({skip}::varchar[], lambda p: starts_with(txt, p))
+                       ) > 0 as comment
+                from decoded
+                where txt is null or not regexp_full_match(txt, '\\s*')
+            )
+            select line,
+                   left(coalesce(txt, blob::varchar), $keep) as raw,
+                   case when txt is null then 'invalid UTF-8'
+                        when not hit and not comment and {bind(d.reject_unmatched)}
+                            then 'not a {d.name} line'
+                   end as pre_reason,
+                   case when hit and not comment then {obj} end as rec,
+                   case when comment then 'comment line'
+                        when txt is not null and not hit and not {bind(d.reject_unmatched)}
+                            then 'not a {d.name} line'
+                   end as skip_kind
+            from marked
+        """  # noqa: S608 - the name is a checked definition name, values are bound
+    self_record = "$" in d.records or "" in d.records
+    lists = []
+    for rp in d.records:
+        if rp in ("$", ""):
+            continue
+        x = f"json_extract(doc, {bind(json_path(rp))})"
+        if rp.endswith("[]"):
+            lists.append(f"nullif({x}, []::json[])")
+        else:
+            # a path to an array of records, or to one record
+            lists.append(
+                f"case json_type({x}) when 'ARRAY' then nullif(json_extract({x}, '$[*]'), "
+                f"[]::json[]) when 'OBJECT' then [{x}] end"
+            )
+    if document and self_record:
+        lists.append("case json_type(doc) when 'ARRAY' then json_extract(doc, '$[*]') end")
+    elif self_record:
+        lists.append("case json_type(doc) when 'OBJECT' then [doc] end")
+    shown = ", ".join(d.records)
+    text_of = "try(decode(raw))"
+    if lists != ["case json_type(doc) when 'OBJECT' then [doc] end"]:
+        recs = lists[0] if len(lists) == 1 else f"coalesce({', '.join(lists)})"
+        unnest = f"""
+            , listed as (
+                select line, txt, blob, doc,
+                       case when doc is null then null else {recs} end as recs
+                from parsed
+            ), expanded as (
+                select line, txt, blob, doc,
+                       unnest(case when recs is null or len(recs) = 0 then [null::json]
+                                   else recs end) as rec,
+                       unnest(case when recs is null or len(recs) = 0 then [0]
+                                   else range(1, len(recs) + 1) end) as n,
+                       recs is null or len(recs) = 0 as none
+                from listed
+            )"""  # noqa: S608 - values are bound
+        line = "n" if document else "line"
+        raw = "left(coalesce(rec::varchar, txt, blob::varchar), $keep)"
+        reason = f"""case when txt is null then 'invalid UTF-8'
+                          when doc is null then 'broken JSON'
+                          when none then {bind("no records at " + shown)}
+                          when json_type(rec) <> 'OBJECT' then 'not a JSON object'
+                     end"""
+        src = "expanded"
+    else:
+        unnest = ""
+        line = "line"
+        raw = "left(coalesce(txt, blob::varchar), $keep)"
+        reason = """case when txt is null then 'invalid UTF-8'
+                         when doc is null then 'broken JSON'
+                         when json_type(doc) <> 'OBJECT' then 'not a JSON object'
+                    end"""
+        src = "(select *, doc as rec from parsed)"
+    return f"""
+        with decoded as (
+            select line, raw as blob,
+                   case when line = 1 then ltrim({text_of}, chr(65279)) else {text_of} end
+                       as txt
+            from _chunk
+        ), parsed as (
+            select line, blob, txt, try(txt::json) as doc from decoded
+            where txt is null or not regexp_full_match(txt, '\\s*')
+        ){unnest}
+        select {line} as line, {raw} as raw, {reason} as pre_reason,
+               rec, null::varchar as skip_kind
+        from {src}
+    """  # noqa: S608 - the records path is shown, not run; values are bound
+
+
+def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, list[str]]:
+    """The records with ``f_<column>`` text fields and ``skip_kind`` (null: an attempt)."""
+    kind = kinds.KINDS[d.kind]
+    cols = []
+    for n in kind.fields:
+        col = d.columns.get(n, Column())
+        # an outcome the map does not know stays as it is: its reject names it
+        v = _value_sql(col, bind, keep_unmapped=n == "outcome")
+        if n == "ts":
+            v = _ts_sql(d, v, bind)
+        cols.append(f"{v} as {db.quote_identifier('f_' + n)}")
+    extras = list(d.extras)
+    for n in extras:
+        cols.append(f"{_value_sql(d.extras[n], bind)} as {db.quote_identifier('f_' + n)}")
+    attempt = "true"
+    what = "null::varchar"
+    if d.attempt_field:
+        what = _path_sql(d.attempt_field, bind)
+        tests = []
+        if d.attempt_values:
+            tests.append(f"list_contains({bind(list(d.attempt_values))}::varchar[], _a)")
+        if d.attempt_prefixes:
+            tests.append(
+                f"len(list_filter({bind(list(d.attempt_prefixes))}::varchar[], "
+                "lambda p: starts_with(_a, p))) > 0"
+            )
+        attempt = " or ".join(tests) if tests else "true"
+    skipped_outcomes = [k for k, v in d.columns["outcome"].mapping if v == SKIP]
+    outcome_f = db.quote_identifier("f_outcome")
+    sql = f"""
+        with r as (
+            {_records_sql(d, bind, document=document)}
+        ), f as (
+            select line, raw, pre_reason, skip_kind, {what} as _a, {", ".join(cols)}
+            from r
+        )
+        select line, raw, pre_reason, * exclude (line, raw, pre_reason, skip_kind, _a),
+               case when skip_kind is not null then skip_kind
+                    when pre_reason is not null then null
+                    when _a is null and {bind(bool(d.attempt_field))} then
+                        {bind("(no " + (d.attempt_field or "") + ")")}
+                    when not coalesce({attempt}, false) then _a
+                    when {bind(bool(skipped_outcomes))} and lower({outcome_f}) = {bind(SKIP)}
+                        then 'outcome not final'
+               end as skip_kind
+        from f
+    """  # noqa: S608 - identifiers are checked column names, values are bound
+    return sql, extras
+
+
+def _is_document(path: Path) -> bool:
+    """A JSON file that is one document (an array, or an object over several lines), not
+    JSON Lines: its first non-blank line is not a whole JSON value, or is an array."""
+    for text in _first_lines(path, 5):
+        s = text.strip()
+        if not s:
+            continue
+        if s.startswith("["):
+            return True
+        try:
+            json.loads(s)
+        except (ValueError, RecursionError):
+            return s.startswith("{")
+        return False
+    return False
+
+
+def _first_lines(path: Path, n: int) -> list[str]:
+    out: list[str] = []
+    for chunk in lines.iter_chunks(path, chunk_bytes=1 << 20):
+        for raw in chunk.table.column("raw").to_pylist():
+            out.append(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
+            if len(out) >= n:
+                return out
+        return out
+    return out
+
+
+def load_definition(
+    con: duckdb.DuckDBPyConnection,
+    d: Definition,
+    kind: Kind,
+    path: Path,
+    res: FileResult,
+    opts: ReadOptions,
+) -> None:
+    """Load one file as the definition says: attempts to ``auth_events``, bad records to
+    ``rejects``, the others counted in ``res.skipped`` by kind."""
+    binary = lines.binary_format(lines.sniff(path))
+    if binary:
+        raise UnreadableFile(f"{path}: is {binary} data, not a {d.title} log")
+    if kind.name != d.kind:
+        raise UnreadableFile(f"{path}: {d.name} logs hold {d.kind}, not {kind.name}")
+    document = d.input == "json" and _is_document(path)
+    bind = _Binder()
+    sql, extras = _stage_sql(d, bind, document=document)
+    values = {**bind.values, "keep": RAW_KEEP_CHARS}
+    chunks = _document_chunk(path) if document else lines.iter_chunks(path)
+    for chunk in chunks:
+        table = db.batched(chunk.table)
+        staged = db.scratch_sql(con, sql, values, _chunk=table).to_arrow_table()
+        # the staged records are the next query's _chunk (see db.scratch_sql)
+        skipped = db.scratch_sql(
+            con,
+            "select skip_kind, count(*) from _chunk where skip_kind is not null group by 1",
+            _chunk=staged,
+        ).fetchall()
+        for what, n in skipped:
+            res.skipped[what] = res.skipped.get(what, 0) + n
+            res.rows_skipped += n
+        cols = ", ".join(
+            db.quote_identifier("f_" + n) for n in [*kinds.KINDS[d.kind].fields, *extras]
+        )
+        rec = Records(
+            f"select line, raw, pre_reason, {cols} from _chunk where skip_kind is null",  # noqa: S608
+            {},
+            extras,
+        )
+        validate.store(con, kind, res, rec, opts.tz, chunk=staged)
+        if opts.progress:
+            opts.progress(f"{path.name}: {res.rows_read + res.rows_skipped:,} records")
+    res.rows_read += res.rows_skipped
+    res.rows_rejected = res.rows_read - res.rows_loaded - res.rows_skipped
+    if document:
+        res.notes.append("one JSON document: rejects are numbered by record, not by line")
+    if res.rows_read and res.rows_loaded == 0 and res.rows_rejected == 0:
+        res.notes.append(f"no record is an attempt: is this a {d.title} log?")
+    if res.skipped:
+        parts = sorted(res.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{k}: {n:,}" for k, n in parts[:12])
+        more = f", and {len(parts) - 12} other kinds" if len(parts) > 12 else ""
+        noun = "record is" if res.rows_skipped == 1 else "records are"
+        res.notes.append(f"{res.rows_skipped:,} {noun} not attempts ({shown}{more})")
+
+
+def _document_chunk(path: Path):
+    """The whole file as one row, for a JSON document (an export is read at once)."""
+    data = lines.open_bytes(path).read()
+    table = pa.table(
+        {"line": pa.array([1], pa.int64()), "raw": pa.array([data], pa.large_binary())}
+    )
+    yield lines.Chunk(table, len(data), len(data))
+
+
+# --- the registry's entry points ---
+
+
+def reader_for(d: Definition) -> Callable[..., None]:
+    """The read function of a definition, for :mod:`analysis.registry`."""
+
+    def read(
+        con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
+    ) -> None:
+        load_definition(con, d, kind, path, res, opts)
+
+    return read
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    """A path's value in a small Python object (for the content signature only)."""
+    m = _SELECTOR.match(path)
+    if m:
+        items = _lookup(obj, m["list"])
+        if not isinstance(items, list):
+            return None
+        for it in items:
+            if isinstance(it, dict) and str(_lookup(it, m["key"])) == m["value"]:
+                return _lookup(it, m["rest"].lstrip(".")) if m["rest"] else it
+        return None
+    for part in _split_path(path):
+        key = part[:-2] if part.endswith("[]") else part
+        if isinstance(obj, dict) and key in obj:
+            obj = obj[key]
+        elif isinstance(obj, dict) and path in obj:  # a dotted key written flat
+            return obj[path]
+        else:
+            return None
+        if part.endswith("[]"):
+            obj = obj[0] if isinstance(obj, list) and obj else None
+    return obj
+
+
+def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
+    """The content signature of a definition: its signature fields in the first records
+    (JSON), or its pattern on most of the first lines (text)."""
+
+    def sniff(sample: list[str]) -> str | None:
+        if d.input == "text":
+            pat = re.compile(d.signature_pattern or d.pattern or "")
+            body = [s for s in sample if s.strip() and not s.startswith(tuple(d.skip_lines))]
+            hits = sum(bool(pat.search(s)) for s in body)
+            if body and hits >= max(1, len(body) // 2):
+                return f"{hits} of the first {len(body)} lines match its pattern"
+            return None
+        if not d.signature_fields:
+            return None
+        objs = []
+        for s in sample[:20]:
+            try:
+                objs.append(json.loads(s))
+            except (ValueError, RecursionError):
+                objs = []
+                break
+        if objs:
+            recs = []
+            for o in objs:
+                got = None
+                for rp in d.records:
+                    got = o if rp in ("$", "") else _lookup(o, rp.removesuffix("[]"))
+                    if isinstance(got, list):
+                        got = got[0] if got else None
+                    if got is not None:
+                        break
+                if got is None:
+                    return None
+                recs.append(got)
+            if all(
+                isinstance(r, dict) and all(_lookup(r, f) is not None for f in d.signature_fields)
+                for r in recs
+            ):
+                shown = ", ".join(d.signature_fields)
+                return f"its records have {shown}"
+            return None
+        # one document over many lines: its keys, as they are written, in the first lines
+        text = "\n".join(sample)
+        keys = [_split_path(f)[-1].removesuffix("[]") for f in d.signature_fields]
+        heads = [_split_path(r)[0].removesuffix("[]") for r in d.records if r not in ("$",)]
+        wrapped = not heads or "$" in d.records or any(f'"{h}"' in text for h in heads)
+        if (
+            text.lstrip().startswith(("{", "["))
+            and wrapped
+            and all(f'"{k}"' in text for k in keys)
+        ):
+            return f"a JSON document with {', '.join(keys)}"
+        return None
+
+    return sniff

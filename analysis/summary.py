@@ -91,6 +91,16 @@ def timeline_figures(
     return out
 
 
+def error_classes(con: duckdb.DuckDBPyConnection, params: Params) -> list[dict[str, Any]]:
+    """Every failure code with the class it was given (the user's or the system's) and its
+    failures in the window and the baseline, so that a reader sees the assumption."""
+    rows = con.execute(metrics.sql("error_classes"), params.bind()).fetchall()
+    return [
+        {"error_code": code, "class": cls, "incident": int(inc), "baseline": int(base)}
+        for code, cls, inc, base in rows
+    ]
+
+
 def bypass_figures(
     con: duckdb.DuckDBPyConnection, params: Params, series_df: pd.DataFrame
 ) -> dict[str, Any]:
@@ -172,10 +182,12 @@ def analyse(
             "attempts": int(window["attempts"]),
             "failures": int(window["failures"]),
             "system_failures": int(window["system_failures"]),
+            "attempts_without_user": int(window["attempts_without_user"]),
             "error_rate": _r(_ratio(window["failures"], window["attempts"])),
             "baseline_error_rate": _r(_ratio(base["failures"], base["attempts"])),
             "peak_error_rate": _r(peak_rate),
             "peak_minute": iso(peak_minute),
+            "error_classes": error_classes(con, params),
         },
         "db": {
             "queries_per_auth": {

@@ -119,7 +119,12 @@ def test_a_statement_logged_apart_from_its_duration_is_joined_by_process(con, tm
     )
     f = write(tmp_path / "pg.log", text)
     result = load.load(con, queries=f, query_format="postgres")
-    assert result.totals("queries") == {"rows_read": 3, "rows_loaded": 2, "rows_rejected": 1}
+    assert result.totals("queries") == {
+        "rows_read": 3,
+        "rows_loaded": 2,
+        "rows_rejected": 1,
+        "rows_skipped": 0,
+    }
     assert [(q[0], q[2], q[3]) for q in queries(con)] == [
         (3, 5.0, "SELECT 2"),
         (4, 7.0, "SELECT 1"),
@@ -759,7 +764,12 @@ def test_an_empty_server_log_loads_nothing_without_error(con, tmp_path, kind, fm
     f = write(tmp_path / "empty.log", "")
     fmt_key = "auth_format" if kind == "auth" else "query_format"
     result = load.load(con, **{kind: f, fmt_key: fmt})
-    assert result.totals(kind) == {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0}
+    assert result.totals(kind) == {
+        "rows_read": 0,
+        "rows_loaded": 0,
+        "rows_rejected": 0,
+        "rows_skipped": 0,
+    }
 
 
 def test_a_server_log_without_a_format_is_told_by_its_content(con, tmp_path):

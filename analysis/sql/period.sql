@@ -1,6 +1,7 @@
 -- Auth and query figures of the declared window [$start, $end) and of the baseline (everything
 -- outside [$start - guard, $end + guard)), in one pass over each view: attempts, failures,
--- users, queries per auth, and database latency. One row per period ('incident', 'baseline').
+-- users (attempts without a user count as attempts, not users), queries per auth, and database
+-- latency. One row per period ('incident', 'baseline').
 with periods as (
     select * from (values ('incident'), ('baseline')) p(period)
 ), auth as (
@@ -8,6 +9,7 @@ with periods as (
            count(*) as attempts,
            count(*) filter (where outcome = 'failure') as failures,
            count(*) filter (where is_system_failure(outcome, error_code, $codes)) as system_failures,
+           count(*) filter (where user_id is null) as attempts_without_user,
            count(distinct user_id) as users_active,
            count(distinct user_id) filter (
                where is_system_failure(outcome, error_code, $codes)
@@ -30,6 +32,7 @@ with periods as (
            coalesce(a.attempts, 0) as attempts,
            coalesce(a.failures, 0) as failures,
            coalesce(a.system_failures, 0) as system_failures,
+           coalesce(a.attempts_without_user, 0) as attempts_without_user,
            coalesce(a.users_active, 0) as users_active,
            coalesce(a.users_affected, 0) as users_affected,
            coalesce(q.auth_queries, 0) as auth_queries,
