@@ -83,6 +83,30 @@ CSV_UNQUOTE_MACRO = (
     "then replace(f[2:-2], '\"\"', '\"') else f end"
 )
 
+#: zone abbreviations as real logs write them, with the fixed offset each one means. DuckDB
+#: reads a few of them itself, some wrongly for a log (CET as Europe's zone with its summer
+#: time, BST as Bangladesh, IST as India); an abbreviation means one offset, so it is replaced
+#: by that offset first. Ambiguous ones (IST: India, Ireland or Israel) are left out.
+ZONE_OFFSETS = {
+    "UTC": "+00:00", "GMT": "+00:00", "UT": "+00:00", "WET": "+00:00", "WEST": "+01:00",
+    "BST": "+01:00", "CET": "+01:00", "CEST": "+02:00", "MET": "+01:00", "MEST": "+02:00",
+    "EET": "+02:00", "EEST": "+03:00", "MSK": "+03:00", "PST": "-08:00", "PDT": "-07:00",
+    "MST": "-07:00", "MDT": "-06:00", "CST": "-06:00", "CDT": "-05:00", "EST": "-05:00",
+    "EDT": "-04:00", "AKST": "-09:00", "AKDT": "-08:00", "HST": "-10:00", "JST": "+09:00",
+    "KST": "+09:00", "HKT": "+08:00", "SGT": "+08:00", "AWST": "+08:00", "ACST": "+09:30",
+    "ACDT": "+10:30", "AEST": "+10:00", "AEDT": "+11:00", "NZST": "+12:00", "NZDT": "+13:00",
+}  # fmt: skip
+
+#: text with a zone abbreviation at its end, the abbreviation replaced by its offset
+ZONE_MACRO = (
+    "create or replace temp macro zone_abbr_fixed(v) as case "
+    + " ".join(
+        f"when ends_with(v, ' {abbr}') then left(v, -{len(abbr) + 1}) || '{off}'"
+        for abbr, off in ZONE_OFFSETS.items()
+    )
+    + " else v end"
+)
+
 DEFAULT_MEMORY_LIMIT = "3GB"
 #: `postmortem report --memory-limit/--threads` reach the notebook's kernel through these
 MEMORY_ENV = "POSTMORTEM_MEMORY_LIMIT"
@@ -123,6 +147,7 @@ def connect(
         pass  # inside a Jupyter kernel DuckDB refuses the setting (and shows no bar there)
     fingerprint.install(con)
     con.execute(CSV_UNQUOTE_MACRO)
+    con.execute(ZONE_MACRO)
     if not read_only:
         con.execute(SCHEMA)
         if "options" not in columns_of(con, "sources"):

@@ -95,11 +95,17 @@ class Definition:
     columns: dict[str, Column]
     extras: dict[str, Column]
     timestamp: str = "iso"
-    signature_fields: tuple[str, ...] = ()
+    #: sets of fields, each enough to recognise the source (all of one set present)
+    signature_sets: tuple[tuple[str, ...], ...] = ()
     signature_pattern: str | None = None
-    attempt_field: str | None = None
+    #: the paths of the field whose value decides (the first present); an array value is an
+    #: attempt when any of its elements is
+    attempt_fields: tuple[str, ...] = ()
     attempt_values: tuple[str, ...] = ()
     attempt_prefixes: tuple[str, ...] = ()
+    attempt_exclude: tuple[str, ...] = ()
+    #: the skipped records are counted by these paths' value (default: the attempt field's)
+    count_by: tuple[str, ...] = ()
     user_codes: tuple[str, ...] = ()
     pattern: str | None = None
     keyvalues: str | None = None
@@ -229,11 +235,13 @@ def parse(data: Any, *, origin: str) -> Definition:
         columns=columns,
         extras=extras,
         timestamp=ts_format,
-        signature_fields=_strings(sig.get("fields"), f"{origin}: signature.fields"),
+        signature_sets=_signature(sig, origin),
         signature_pattern=sig.get("pattern") if isinstance(sig.get("pattern"), str) else None,
-        attempt_field=attempts.get("field"),
+        attempt_fields=_strings(attempts.get("field"), f"{origin}: attempts.field"),
         attempt_values=_strings(attempts.get("values"), f"{origin}: attempts.values"),
         attempt_prefixes=_strings(attempts.get("prefixes"), f"{origin}: attempts.prefixes"),
+        attempt_exclude=_strings(attempts.get("exclude"), f"{origin}: attempts.exclude"),
+        count_by=_strings(attempts.get("count_by"), f"{origin}: attempts.count_by"),
         user_codes=_strings(classes.get("user"), f"{origin}: error_classes.user"),
         pattern=pattern,
         keyvalues=data.get("keyvalues"),
@@ -246,6 +254,20 @@ def parse(data: Any, *, origin: str) -> Definition:
             json.dumps(data, sort_keys=True, default=str).encode("utf-8")
         ).hexdigest(),
     )
+
+
+def _signature(sig: Any, origin: str) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(sig, dict):
+        raise DefinitionError(f"{origin}: signature: a mapping (fields, any or pattern)")
+    unknown = set(sig) - {"fields", "any", "pattern"}
+    if unknown:
+        raise DefinitionError(f"{origin}: signature: unknown key(s) {', '.join(sorted(unknown))}")
+    sets = []
+    if sig.get("fields"):
+        sets.append(_strings(sig["fields"], f"{origin}: signature.fields"))
+    for i, one in enumerate(sig.get("any") or []):
+        sets.append(_strings(one, f"{origin}: signature.any[{i}]"))
+    return tuple(sets)
 
 
 def _unmatched(value: Any, origin: str) -> bool:
@@ -319,6 +341,10 @@ class _Binder:
 
 def _path_sql(path: str, bind: _Binder, rec: str = "rec") -> str:
     """The text at ``path`` of the JSON record ``rec`` (NULL when absent or JSON null)."""
+    if path.startswith("{"):
+        raise DefinitionError(
+            f"path {path!r}: a path to an element enclosing the record is not read yet"
+        )
     m = _SELECTOR.match(path)
     if m:
         # a list of {key, value} objects (OpenTelemetry attributes): the first whose key is
@@ -406,7 +432,7 @@ def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
             pairs = (
                 f"regexp_extract_all(regexp_extract(txt, {bind(d.pattern)}, "
                 f"{bind(re.compile(d.pattern).groupindex[d.keyvalues])}::integer), "
-                + "'([A-Za-z_][\\w.-]*)=(\"[^\"]*\"|[^,]*)')"
+                + '\'([A-Za-z_][\\w.-]*)=("[^"]*"|[^,]*)\')'
             )
             kv = (
                 f"to_json(map_from_entries(list_transform({pairs}, lambda x: struct_pack("
@@ -525,32 +551,53 @@ def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, li
         cols.append(f"{_value_sql(d.extras[n], bind)} as {db.quote_identifier('f_' + n)}")
     attempt = "true"
     what = "null::varchar"
-    if d.attempt_field:
-        what = _path_sql(d.attempt_field, bind)
+    counted = "_a"
+    if d.attempt_fields:
+        what = _value_sql(Column(paths=d.attempt_fields), bind)
         tests = []
         if d.attempt_values:
-            tests.append(f"list_contains({bind(list(d.attempt_values))}::varchar[], _a)")
+            tests.append(f"list_contains({bind(list(d.attempt_values))}::varchar[], x)")
         if d.attempt_prefixes:
             tests.append(
                 f"len(list_filter({bind(list(d.attempt_prefixes))}::varchar[], "
-                "lambda p: starts_with(_a, p))) > 0"
+                "lambda p: starts_with(x, p))) > 0"
             )
-        attempt = " or ".join(tests) if tests else "true"
+        match = " or ".join(tests) if tests else "true"
+        if d.attempt_exclude:
+            match = (
+                f"({match}) and not list_contains({bind(list(d.attempt_exclude))}::varchar[], x)"
+            )
+        # an array value (ECS event.category) is an attempt when any element is
+        elements = (
+            "case when starts_with(_a, '[') then "
+            "coalesce(try(json_extract_string(_a::json, '$[*]')), [_a]) else [_a] end"
+        )
+        attempt = f"_a is null or len(list_filter({elements}, lambda x: {match})) > 0"
+        counted = f"array_to_string({elements}, ',')"
+    counted_missing = "'(none)'"
+    # a record without the field is not an attempt, unless the definition only excludes
+    # values (every record is one but those): then it is, and its validation says what it lacks
+    only_excludes = d.attempt_exclude and not (d.attempt_values or d.attempt_prefixes)
+    positive = bool(d.attempt_fields and not only_excludes)
+    if d.count_by:
+        counted = f"coalesce({_value_sql(Column(paths=d.count_by), bind)}, '(none)')"
+        counted_missing = "_counted"
     skipped_outcomes = [k for k, v in d.columns["outcome"].mapping if v == SKIP]
     outcome_f = db.quote_identifier("f_outcome")
     sql = f"""
         with r as (
             {_records_sql(d, bind, document=document)}
         ), f as (
-            select line, raw, pre_reason, skip_kind, {what} as _a, {", ".join(cols)}
+            select line, raw, pre_reason, skip_kind, {what} as _a, {counted} as _counted,
+                   {", ".join(cols)}
             from r
         )
-        select line, raw, pre_reason, * exclude (line, raw, pre_reason, skip_kind, _a),
+        select line, raw, pre_reason,
+               * exclude (line, raw, pre_reason, skip_kind, _a, _counted),
                case when skip_kind is not null then skip_kind
                     when pre_reason is not null then null
-                    when _a is null and {bind(bool(d.attempt_field))} then
-                        {bind("(no " + (d.attempt_field or "") + ")")}
-                    when not coalesce({attempt}, false) then _a
+                    when _a is null and {bind(positive)} then {counted_missing}
+                    when not coalesce({attempt}, false) then _counted
                     when {bind(bool(skipped_outcomes))} and lower({outcome_f}) = {bind(SKIP)}
                         then 'outcome not final'
                end as skip_kind
@@ -703,7 +750,7 @@ def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
             if body and hits >= max(1, len(body) // 2):
                 return f"{hits} of the first {len(body)} lines match its pattern"
             return None
-        if not d.signature_fields:
+        if not d.signature_sets:
             return None
         objs = []
         for s in sample[:20]:
@@ -724,25 +771,25 @@ def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
                         break
                 if got is None:
                     return None
-                recs.append(got)
-            if all(
-                isinstance(r, dict) and all(_lookup(r, f) is not None for f in d.signature_fields)
-                for r in recs
-            ):
-                shown = ", ".join(d.signature_fields)
-                return f"its records have {shown}"
+                recs.append((o, got))
+            for fields in d.signature_sets:
+                if all(
+                    isinstance(r, dict)
+                    and all(_lookup(r, f) is not None or _lookup(o, f) is not None for f in fields)
+                    for o, r in recs
+                ):
+                    return f"its records have {', '.join(fields)}"
             return None
         # one document over many lines: its keys, as they are written, in the first lines
         text = "\n".join(sample)
-        keys = [_split_path(f)[-1].removesuffix("[]") for f in d.signature_fields]
         heads = [_split_path(r)[0].removesuffix("[]") for r in d.records if r not in ("$",)]
         wrapped = not heads or "$" in d.records or any(f'"{h}"' in text for h in heads)
-        if (
-            text.lstrip().startswith(("{", "["))
-            and wrapped
-            and all(f'"{k}"' in text for k in keys)
-        ):
-            return f"a JSON document with {', '.join(keys)}"
+        if not text.lstrip().startswith(("{", "[")) or not wrapped:
+            return None
+        for fields in d.signature_sets:
+            keys = [_split_path(f)[-1].removesuffix("[]") for f in fields]
+            if all(f'"{k}"' in text for k in keys):
+                return f"a JSON document with {', '.join(keys)}"
         return None
 
     return sniff

@@ -25,22 +25,36 @@ def ts_expr(col: str, *, utc: bool) -> str:
     only what it cannot read is tried as epoch seconds or milliseconds; otherwise a text
     without a zone is read in ``$tz``.
     """
-    v = f"trim({col})"
+    t = f"trim({col})"
+    # a zone abbreviation means one offset (db.ZONE_OFFSETS); only text ending in a capital
+    # letter other than Z can hold one, so ISO text pays two string functions, no regex
+    v = f"(case when right({t}, 1) between 'A' and 'Y' then zone_abbr_fixed({t}) else {t} end)"
+    # epochs: seconds, or by their size milliseconds, microseconds or nanoseconds
     epoch = rf"""
             when regexp_full_match({v}, '[+-]?\d+(\.\d+)?([eE][+-]?\d+)?') then
-                try(to_timestamp(case when abs(try_cast({v} as double)) >= 1e11
+                try(to_timestamp(case when abs(try_cast({v} as double)) >= 1e17
+                                      then try_cast({v} as double) / 1e9
+                                      when abs(try_cast({v} as double)) >= 1e14
+                                      then try_cast({v} as double) / 1e6
+                                      when abs(try_cast({v} as double)) >= 1e11
                                       then try_cast({v} as double) / 1000
                                       else try_cast({v} as double) end))"""
+    # what the cast cannot read: a comma before the fraction (Java logs) and CLF
+    # (18/Nov/2018:21:34:30 +0000, access logs)
+    comma = rf"regexp_replace({v}, '(\d:\d\d),(\d)', '\1.\2')"
+    clf = f"try_strptime({v}, '%d/%b/%Y:%H:%M:%S %z')"
     if utc:
         return rf"""
         timezone('UTC', coalesce(try_cast({v} as timestamptz), case
             when {col} is null then null {epoch}
+            else coalesce(try_cast({comma} as timestamptz), {clf})
         end))"""
     return rf"""
         timezone('UTC', case
             when {col} is null then null {epoch}
-            when regexp_full_match({v}, '{_ZONED}') then try_cast({v} as timestamptz)
-            else try(timezone($tz, try_cast({v} as timestamp)))
+            when {clf} is not null then {clf}
+            when regexp_full_match({comma}, '{_ZONED}') then try_cast({comma} as timestamptz)
+            else try(timezone($tz, try_cast({comma} as timestamp)))
         end)"""
 
 

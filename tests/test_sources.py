@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from analysis import config, db, load, metrics, registry, sources
+from tests.conftest import require_shared
 
 FIXTURES = Path(
     os.environ.get("POSTMORTEM_PRESET_FIXTURES", Path(__file__).parent / "fixtures" / "presets")
@@ -27,6 +28,13 @@ def con(tmp_path):
     metrics.install_macros(c)
     yield c
     c.close()
+
+
+def _fixture(want: dict) -> Path:
+    """A fixture of ours, or a real file of ../shared/real-logs (never copied here)."""
+    if want["fixture"].startswith("../shared/"):
+        return require_shared() / want["fixture"].removeprefix("../shared/real-logs/")
+    return FIXTURES / want["fixture"]
 
 
 def _figures(con, codes):
@@ -46,7 +54,7 @@ def _figures(con, codes):
 @pytest.mark.parametrize("expected", EXPECTED, ids=[p.name.split(".")[0] for p in EXPECTED])
 def test_each_preset_reads_its_documented_fixture_to_the_known_counts(con, expected):
     want = json.loads(expected.read_text())
-    path = FIXTURES / want["fixture"]
+    path = _fixture(want)
     res = load.load(con, auth=path, auth_format=want["preset"]).files[0]
     assert (res.rows_read, res.rows_loaded, res.rows_rejected, res.rows_skipped) == (
         want["rows_read"],
@@ -73,7 +81,7 @@ def test_each_preset_reads_its_documented_fixture_to_the_known_counts(con, expec
 @pytest.mark.parametrize("expected", EXPECTED, ids=[p.name.split(".")[0] for p in EXPECTED])
 def test_auto_recognises_each_preset_by_its_content(tmp_path, expected):
     want = json.loads(expected.read_text())
-    path = FIXTURES / want["fixture"]
+    path = _fixture(want)
     # the ending says nothing: the content decides
     plain = tmp_path / "export.log"
     plain.write_bytes(path.read_bytes())
@@ -223,7 +231,7 @@ def test_a_text_definition_reads_key_value_lines_with_zoned_times(con, tmp_path)
     )
     res = load.load(con, auth=log, auth_format=str(d)).files[0]
     assert (res.rows_read, res.rows_loaded, res.rows_rejected, res.rows_skipped) == (5, 2, 0, 3)
-    assert res.skipped == {"comment line": 1, "not a portal line": 1, "(no event)": 1}
+    assert res.skipped == {"comment line": 1, "not a portal line": 1, "(none)": 1}
     rows = con.execute(
         "select strftime(ts, '%H:%M'), user_id, outcome, error_code from auth_events order by line"
     ).fetchall()
