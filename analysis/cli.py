@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis import config
+from analysis import config, params, registry
 
 EPILOG = """\
 examples:
@@ -22,6 +24,23 @@ examples:
 
 Times are UTC instants written with Z or an offset. See README.md for every parameter.
 """
+
+
+def formats_text() -> str:
+    """The formats and presets each input takes, from the registry, for ``--help``."""
+    lines = ["formats (--auth-format / --query-format; auto: by ending, else by content):"]
+    rows = [(r.name, "/".join(r.kinds), r.help) for r in registry.READERS.values()]
+    rows.append(("FILE.yaml", "auth", "a source definition of your own (see README)"))
+    for name, kinds, text in rows:
+        lines.extend(
+            textwrap.wrap(
+                text,
+                width=99,
+                initial_indent=f"  {name:<13}{kinds:<22}",
+                subsequent_indent=" " * 37,
+            )
+        )
+    return "\n".join(lines) + "\n"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -44,60 +63,35 @@ def _throttled(every: float = 1.0):
     return say
 
 
+def _add_param_flag(g: argparse._ArgumentGroup, param: params.Param) -> None:
+    """The flag(s) of one notebook parameter, from its one definition in params."""
+    default = param.default
+    shown = json.dumps(default) if not isinstance(default, bool) else str(default)
+    text = f"{param.help} [default: {shown}]".replace("%", "%%")
+    if param.type is bool:
+        g.add_argument(*param.flags, dest=param.name, action="store_true", default=None, help=text)
+        g.add_argument(
+            "--no-" + param.flags[0].removeprefix("--"),
+            dest=param.name,
+            action="store_false",
+            help=f"the opposite of {param.flags[0]}",
+        )
+        return
+    extra: dict = {}
+    if param.type is list or param.name in params.INPUTS:
+        extra["nargs"] = "+"
+    if param.type is int:
+        extra["type"] = int
+    g.add_argument(
+        *param.flags, dest=param.name, default=None, metavar=param.metavar, help=text, **extra
+    )
+
+
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inputs (a path, a glob in quotes, or several)")
-    g.add_argument(
-        "--auth",
-        "--auth-logs",
-        dest="auth_logs",
-        nargs="+",
-        metavar="PATH",
-        help="auth events: JSON Lines, CSV, Parquet or sshd log (.gz ok)",
-    )
-    g.add_argument(
-        "--queries",
-        "--query-logs",
-        dest="query_logs",
-        nargs="+",
-        metavar="PATH",
-        help="query log: JSON Lines, CSV, Parquet, PostgreSQL or MySQL slow log",
-    )
-    g.add_argument(
-        "--timeline",
-        nargs="+",
-        metavar="PATH",
-        help="responders' timeline: YAML, JSON Lines or CSV of {ts, kind, text}",
-    )
-    g.add_argument(
-        "--auth-format",
-        default=None,
-        help="auto (by file ending), jsonl, csv, parquet, sshd [default: auto]",
-    )
-    g.add_argument(
-        "--query-format",
-        default=None,
-        help="auto, jsonl, csv, parquet, postgres, mysql-slow [default: auto]",
-    )
-    g.add_argument(
-        "--source-timezone",
-        default=None,
-        metavar="TZ",
-        help="zone of timestamps written without one [default: UTC]",
-    )
-    g.add_argument(
-        "--log-line-prefix",
-        default=None,
-        metavar="PREFIX",
-        help="PostgreSQL log_line_prefix of the query logs, as in postgresql.conf, "
-        "e.g. '%%m [%%p] %%q%%u@%%d ' [default: detected from common layouts]",
-    )
-    g.add_argument(
-        "--year",
-        type=int,
-        default=None,
-        help="year of syslog timestamps, which have none (sshd, PostgreSQL syslog) "
-        "[default: from the file's modification date]",
-    )
+    for param in params.PARAMETERS:
+        if param.load:
+            _add_param_flag(g, param)
 
 
 def _add_engine_flags(p: argparse.ArgumentParser) -> None:
@@ -150,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "load",
         help="load logs into a DuckDB file and count what was rejected",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=formats_text(),
         description="Load inputs into a DuckDB file (created if missing) in one "
         "transaction. Bad rows go to the 'rejects' table with file, line and "
         "reason; a file loaded before (same SHA-256) is not loaded again.",
@@ -162,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="load, analyse and write the report folder",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=formats_text(),
         description="Run notebooks/incident_report.ipynb through papermill and "
         "write reports/<incident_id>/: summary.json, postmortem.md, figures, "
         "executed notebooks, HTML and manifest.json. Flags override --config.",
@@ -169,65 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML file of notebook parameters")
     _add_input_flags(p)
     g = p.add_argument_group("parameters (each is a notebook parameter of the same name)")
-    g.add_argument("--incident-id", help=f"a plain name [default: {config.DEFAULT_INCIDENT_ID}]")
-    g.add_argument(
-        "--start",
-        "--incident-start",
-        dest="incident_start",
-        help=f"declared start [default: {config.DEFAULT_START}]",
-    )
-    g.add_argument(
-        "--end",
-        "--incident-end",
-        dest="incident_end",
-        help=f"declared end, exclusive [default: {config.DEFAULT_END}]",
-    )
-    g.add_argument(
-        "--out",
-        "--report-dir",
-        dest="report_dir",
-        help="report folder [default: reports/<incident_id>]",
-    )
-    g.add_argument("--database", help="DuckDB file [default: data/incident.duckdb]")
-    g.add_argument("--bucket", help="time bucket of the series, e.g. 30s, 1min, 5min")
-    g.add_argument(
-        "--redact-users",
-        dest="redact_users",
-        action="store_true",
-        default=None,
-        help="pseudonymize user ids in everything written [default]",
-    )
-    g.add_argument(
-        "--no-redact-users",
-        dest="redact_users",
-        action="store_false",
-        help="write user ids in clear (the report says so)",
-    )
-    g.add_argument(
-        "--user-error-codes",
-        nargs="+",
-        metavar="CODE",
-        help="error codes that are the user's fault, not the system's",
-    )
-    g.add_argument(
-        "--range-start",
-        metavar="INSTANT",
-        help="analyse only rows from this instant, e.g. 2024-01-19T00:00:00Z [default: all]",
-    )
-    g.add_argument(
-        "--range-end",
-        metavar="INSTANT",
-        help="... up to this instant, exclusive [default: all]",
-    )
-    g.add_argument(
-        "--in-place",
-        dest="in_place",
-        action="store_true",
-        default=None,
-        help="Parquet inputs (files, globs, Hive-partitioned folders): analyse them where "
-        "they are, without loading; with --range-start/--range-end only the row groups and "
-        "files of that range are read; bad rows are counted, not kept",
-    )
+    for param in params.PARAMETERS:
+        if not param.load and param.flags:
+            _add_param_flag(g, param)
     _add_engine_flags(p)
 
     p = sub.add_parser(
@@ -308,6 +248,7 @@ def _load(args: argparse.Namespace, say) -> int:
             progress=say,
             log_line_prefix=args.log_line_prefix,
             year=args.year,
+            login_paths=tuple(args.login_path or ()),
         )
     finally:
         con.close()

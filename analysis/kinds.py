@@ -91,6 +91,9 @@ class ReadOptions:
     log_line_prefix: str | None = None
     #: the year of syslog timestamps; None: the file's date
     year: int | None = None
+    #: access logs: the URL paths (prefixes) whose requests are login attempts; empty: the
+    #: preset's own (paths ending in /login, /signin, /oauth/token, …)
+    login_paths: tuple[str, ...] = ()
 
 
 @dataclass

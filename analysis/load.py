@@ -206,6 +206,7 @@ def load(
     progress: Progress | None = None,
     log_line_prefix: str | None = None,
     year: int | None = None,
+    login_paths: Sequence[str] = (),
 ) -> LoadResult:
     """Load every input into the database in one transaction.
 
@@ -224,7 +225,11 @@ def load(
             plan.append((kind, path, *choose_reader(path, fmt, kind)))
     check_timezone(con, source_timezone)
     opts = ReadOptions(
-        tz=source_timezone, progress=progress, log_line_prefix=log_line_prefix, year=year
+        tz=source_timezone,
+        progress=progress,
+        log_line_prefix=log_line_prefix,
+        year=year,
+        login_paths=tuple(login_paths),
     )
     result = LoadResult()
     con.execute("begin transaction")
@@ -266,6 +271,8 @@ def _load_file(
     if reader.definition is not None:
         # an edited definition reads the same bytes into other rows
         settings["definition"] = reader.definition.digest
+        if opts.login_paths and reader.definition.login_path:
+            settings["login_paths"] = list(opts.login_paths)
     options = json.dumps(settings, sort_keys=True)
     row = db.one(
         con,

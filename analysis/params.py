@@ -7,7 +7,10 @@ name, so they are checked here before anything runs.
 from __future__ import annotations
 
 import glob
+import json
 import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +18,105 @@ import yaml
 
 from analysis import config, metrics, registry
 
-#: every parameter of notebooks/incident_report.ipynb, with its default
-DEFAULTS: dict[str, Any] = {
-    "incident_id": config.DEFAULT_INCIDENT_ID,
-    "incident_start": config.DEFAULT_START,
-    "incident_end": config.DEFAULT_END,
-    "auth_logs": "data/sample/auth_events.jsonl",
-    "query_logs": "data/sample/db_queries.jsonl",
-    "timeline": "data/sample/timeline.yaml",
-    "auth_format": "auto",
-    "query_format": "auto",
-    "database": "data/incident.duckdb",
-    "report_dir": "",
-    "bucket": config.DEFAULT_BUCKET,
-    "redact_users": True,
-    "user_error_codes": list(config.USER_ERROR_CODES),
-    "source_timezone": "UTC",
-    "log_line_prefix": "",
-    "year": 0,
-    "in_place": False,
-    "range_start": "",
-    "range_end": "",
-}
+
+@dataclass(frozen=True)
+class Param:
+    """One notebook parameter: the one definition that the notebooks' parameters cell, the
+    command's flags, the config file and the checks are made from."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    #: the flags of ``postmortem report`` (the first is the long name); () for none
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+    #: an input option that ``postmortem load`` takes too
+    load: bool = False
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+#: every parameter of the notebooks, in the order of their parameters cells
+PARAMETERS: tuple[Param, ...] = (
+    Param("incident_id", str, config.DEFAULT_INCIDENT_ID,
+          "a plain name; the report folder is reports/<incident_id>", ("--incident-id",)),
+    Param("incident_start", str, config.DEFAULT_START,
+          "declared start of the incident, UTC", ("--start", "--incident-start"), "INSTANT"),
+    Param("incident_end", str, config.DEFAULT_END,
+          "declared end (exclusive), UTC", ("--end", "--incident-end"), "INSTANT"),
+    Param("auth_logs", str, "data/sample/auth_events.jsonl",
+          "auth events: a path, a glob, or a list of them", ("--auth", "--auth-logs"), "PATH",
+          load=True),
+    Param("query_logs", str, "data/sample/db_queries.jsonl",
+          "database query log: a path, a glob, or a list", ("--queries", "--query-logs"),
+          "PATH", load=True),
+    Param("timeline", str, "data/sample/timeline.yaml",
+          'responders\' timeline {ts, kind, text}; "" for none', ("--timeline",), "PATH",
+          load=True),
+    Param("auth_format", str, "auto",
+          "auto (by ending, else content), a format or preset, or a FILE.yaml",
+          ("--auth-format",), "FORMAT", load=True),
+    Param("query_format", str, "auto",
+          "auto (by ending, else by content) or a format name", ("--query-format",), "FORMAT",
+          load=True),
+    Param("database", str, "data/incident.duckdb", "DuckDB file the logs are loaded into",
+          ("--database",), "FILE"),
+    Param("report_dir", str, "", 'report folder; "" means reports/<incident_id>',
+          ("--out", "--report-dir"), "DIR"),
+    Param("bucket", str, config.DEFAULT_BUCKET, "time bucket of the series: 30s, 1min, 5min, 1h",
+          ("--bucket",)),
+    Param("redact_users", bool, True, "pseudonymize user ids in everything written",
+          ("--redact-users",)),
+    Param("user_error_codes", list, list(config.USER_ERROR_CODES),
+          "error codes that are the user's fault; all others are the system's",
+          ("--user-error-codes",), "CODE"),
+    Param("source_timezone", str, "UTC", "time zone of timestamps written without one",
+          ("--source-timezone",), "TZ", load=True),
+    Param("log_line_prefix", str, "",
+          'PostgreSQL log_line_prefix of the query logs; "" infers it',
+          ("--log-line-prefix",), "PREFIX", load=True),
+    Param("year", int, 0,
+          "year of syslog timestamps (sshd, PostgreSQL syslog); 0: the file's date",
+          ("--year",), load=True),
+    Param("login_path", list, [],
+          "access logs: URL path prefixes of logins; [] for the preset's own",
+          ("--login-path",), "PATH", load=True),
+    Param("in_place", bool, False,
+          "Parquet inputs only: analyse the files where they are, no load", ("--in-place",)),
+    Param("range_start", str, "",
+          "analyse only rows from this instant (UTC, e.g. 2024-01-19T00:00:00Z)",
+          ("--range-start",), "INSTANT"),
+    Param("range_end", str, "", '... to this instant, exclusive; "" for all the data',
+          ("--range-end",), "INSTANT"),
+)  # fmt: skip
+BY_NAME = {p.name: p for p in PARAMETERS}
+#: every parameter with its default
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
+
+
+def cell_source() -> str:
+    """The notebooks' parameters cell, as papermill reads it (literals, a type and a help
+    comment each); ``python -m analysis.params --write`` puts it in both notebooks."""
+    out = []
+    for p in PARAMETERS:
+        if p.type is list and p.default:
+            out.append(f"{p.name}: list = [  # {p.help}")
+            out.extend(f"    {json.dumps(v)}," for v in p.default)
+            out.append("]")
+        else:
+            value = json.dumps(p.default) if p.type is not bool else repr(p.default)
+            out.append(f"{p.name}: {p.type.__name__} = {value}  # {p.help}")
+    return "\n".join(out)
+
+
+def params_of(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The parameters among a notebook's globals (after papermill's injected cell)."""
+    return {p.name: namespace[p.name] for p in PARAMETERS if p.name in namespace}
+
+
 #: parameters that say where things are, not what the evidence is: kept out of the manifest
 LOCATIONS = ("database", "report_dir")
 INPUTS = ("auth_logs", "query_logs", "timeline")
@@ -133,6 +213,10 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     if isinstance(codes, str):
         codes = [c.strip() for c in codes.split(",") if c.strip()]
     out["user_error_codes"] = list(codes)
+    paths = out["login_path"]
+    if isinstance(paths, str):
+        paths = [x.strip() for x in paths.split(",") if x.strip()]
+    out["login_path"] = [str(x) for x in paths]
     try:
         out["year"] = int(out["year"] or 0)
     except (TypeError, ValueError) as exc:
@@ -162,3 +246,23 @@ def input_list(value: str | list[str] | None) -> list[str]:
     items = [value] if isinstance(value, str) else [str(v) for v in value]
     # an empty text means "none" (never "the working directory")
     return [v for v in items if v.strip()]
+
+
+def _write_notebooks(paths: list[str]) -> None:
+    """Replace the parameters cell of each notebook with :func:`cell_source`."""
+    import nbformat
+
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        if len(cells) != 1:
+            raise SystemExit(f"{path}: needs exactly one cell tagged parameters")
+        cells[0].source = cell_source()
+        nbformat.write(nb, path)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--write"]:
+        _write_notebooks(sys.argv[2:] or [str(p) for p in config.NOTEBOOKS_DIR.glob("*.ipynb")])
+    else:
+        print(cell_source())

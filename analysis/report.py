@@ -167,6 +167,7 @@ class Run:
             source_timezone=p["source_timezone"],
             log_line_prefix=p["log_line_prefix"] or None,
             year=p["year"] or None,
+            login_paths=p["login_path"],
             progress=self.say,
         )
         if in_place:

@@ -18,6 +18,7 @@ the rest go through the same validation as every other input (:func:`validate.st
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -49,7 +50,8 @@ KEYS = {
     "signature": "how auto recognises the source: fields (all present) or pattern",
     "attempts": "which records are attempts: field, values and/or prefixes",
     "fields": "canonical column <- path, list of paths, or {path, map, default, null_values}",
-    "timestamp": "iso, epoch_s, epoch_ms, epoch_us, epoch_ns or a strptime format",
+    "timestamp": "iso, epoch_s, epoch_ms, epoch_us, epoch_ns, a strptime format, or a list "
+    "of these tried in order",
     "extras": "kept columns (dimensions): name <- path",
     "constants": "columns with one value for every record",
     "error_classes": "user: the codes that are the user's fault (all others: the system's)",
@@ -59,7 +61,6 @@ KEYS = {
     "unmatched": "text input: skip (default) or reject the lines the pattern does not match",
 }
 TIMESTAMPS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
-_EPOCH_DIVISOR = {"epoch_s": None, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
 #: a map value that skips the record (e.g. Okta's CHALLENGE: a step, not an outcome)
 SKIP = "skip"
 _SELECTOR = re.compile(r"^(?P<list>[^\[\]]+)\[(?P<key>[^=\]]+)=(?P<value>[^\]]*)\](?P<rest>.*)$")
@@ -79,6 +80,8 @@ class Column:
     default: str | None = None
     null_values: tuple[str, ...] = ()
     constant: str | None = None
+    #: the value when no path has one (default: null)
+    missing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ class Definition:
     records: tuple[str, ...]
     columns: dict[str, Column]
     extras: dict[str, Column]
-    timestamp: str = "iso"
+    #: formats tried in order; a value none of them reads is rejected with its text
+    timestamps: tuple[str, ...] = ("iso",)
     #: sets of fields, each enough to recognise the source (all of one set present)
     signature_sets: tuple[tuple[str, ...], ...] = ()
     signature_pattern: str | None = None
@@ -104,6 +108,11 @@ class Definition:
     attempt_values: tuple[str, ...] = ()
     attempt_prefixes: tuple[str, ...] = ()
     attempt_exclude: tuple[str, ...] = ()
+    attempt_suffixes: tuple[str, ...] = ()
+    #: the attempt field is a URL path: ``--login-path`` replaces the attempt rules
+    login_path: bool = False
+    #: one label for every skipped record (e.g. "not a login path"), instead of its value
+    skip_label: str | None = None
     #: the skipped records are counted by these paths' value (default: the attempt field's)
     count_by: tuple[str, ...] = ()
     user_codes: tuple[str, ...] = ()
@@ -136,11 +145,11 @@ def _column(spec: Any, where: str) -> Column:
         return Column(paths=_strings(spec, where))
     if not isinstance(spec, dict):
         raise DefinitionError(f"{where}: a path, a list of paths, or a mapping")
-    unknown = set(spec) - {"path", "map", "default", "null_values", "value"}
+    unknown = set(spec) - {"path", "map", "default", "null_values", "value", "missing"}
     if unknown:
         raise DefinitionError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-            "(path, map, default, null_values, value)"
+            "(path, map, default, missing, null_values, value)"
         )
     if "value" in spec:
         return Column(constant=None if spec["value"] is None else str(spec["value"]))
@@ -153,6 +162,7 @@ def _column(spec: Any, where: str) -> Column:
         has_default="default" in spec,
         default=None if spec.get("default") is None else str(spec["default"]),
         null_values=_strings(spec.get("null_values"), f"{where}.null_values"),
+        missing=None if spec.get("missing") is None else str(spec["missing"]),
     )
 
 
@@ -199,16 +209,26 @@ def parse(data: Any, *, origin: str) -> Definition:
             if not db.is_identifier(str(n)) or n in kinds.RESERVED:
                 raise DefinitionError(f"{origin}: constants.{n}: not a plain column name")
             extras[str(n)] = Column(constant=None if v is None else str(v))
-    ts_format = str(data.get("timestamp", "iso"))
-    if ts_format not in TIMESTAMPS and "%" not in ts_format:
-        raise DefinitionError(
-            f"{origin}: timestamp {ts_format!r}: one of {', '.join(TIMESTAMPS)} "
-            "or a strptime format such as '%d/%b/%Y:%H:%M:%S %z'"
-        )
+    ts_formats = _strings(data.get("timestamp", "iso"), f"{origin}: timestamp") or ("iso",)
+    for ts_format in ts_formats:
+        if ts_format not in TIMESTAMPS and "%" not in ts_format:
+            raise DefinitionError(
+                f"{origin}: timestamp {ts_format!r}: one of {', '.join(TIMESTAMPS)} "
+                "or a strptime format such as '%d/%b/%Y:%H:%M:%S %z'"
+            )
     sig = data.get("signature") or {}
     attempts = data.get("attempts") or {}
     if attempts and not attempts.get("field"):
         raise DefinitionError(f"{origin}: attempts: needs the field whose values decide")
+    attempt_keys = {
+        "field", "values", "prefixes", "suffixes", "exclude", "count_by", "login_path",
+        "skip_label",
+    }  # fmt: skip
+    if set(attempts) - attempt_keys:
+        unknown = ", ".join(sorted(set(attempts) - attempt_keys))
+        raise DefinitionError(
+            f"{origin}: attempts: unknown key(s) {unknown} ({', '.join(sorted(attempt_keys))})"
+        )
     pattern = data.get("pattern")
     groups: tuple[str, ...] = ()
     if input_ == "text":
@@ -234,13 +254,16 @@ def parse(data: Any, *, origin: str) -> Definition:
         records=_strings(data.get("records", "$"), f"{origin}: records") or ("$",),
         columns=columns,
         extras=extras,
-        timestamp=ts_format,
+        timestamps=ts_formats,
         signature_sets=_signature(sig, origin),
         signature_pattern=sig.get("pattern") if isinstance(sig.get("pattern"), str) else None,
         attempt_fields=_strings(attempts.get("field"), f"{origin}: attempts.field"),
         attempt_values=_strings(attempts.get("values"), f"{origin}: attempts.values"),
         attempt_prefixes=_strings(attempts.get("prefixes"), f"{origin}: attempts.prefixes"),
         attempt_exclude=_strings(attempts.get("exclude"), f"{origin}: attempts.exclude"),
+        attempt_suffixes=_strings(attempts.get("suffixes"), f"{origin}: attempts.suffixes"),
+        login_path=bool(attempts.get("login_path", False)),
+        skip_label=attempts.get("skip_label"),
         count_by=_strings(attempts.get("count_by"), f"{origin}: attempts.count_by"),
         user_codes=_strings(classes.get("user"), f"{origin}: error_classes.user"),
         pattern=pattern,
@@ -356,8 +379,9 @@ def _path_sql(path: str, bind: _Binder, rec: str = "rec") -> str:
             f" = {key})[1]"
         )
         rest = m["rest"].lstrip(".")
-        return f"json_extract_string({pick}, {bind(json_path(rest))})"
-    return f"json_extract_string({rec}, {bind(json_path(path))})"
+        return f"nullif(json_extract_string({pick}, {bind(json_path(rest))}), '')"
+    # an empty text is no value (a regex group that took no part, an empty JSON string)
+    return f"nullif(json_extract_string({rec}, {bind(json_path(path))}), '')"
 
 
 def _value_sql(col: Column, bind: _Binder, *, keep_unmapped: bool = False) -> str:
@@ -372,6 +396,8 @@ def _value_sql(col: Column, bind: _Binder, *, keep_unmapped: bool = False) -> st
             for e in exprs
         ]
     v = exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+    if col.missing is not None:
+        v = f"coalesce({v}, {bind(col.missing)})"
     if not col.mapping:
         return v
     whens = []
@@ -393,31 +419,42 @@ def _value_sql(col: Column, bind: _Binder, *, keep_unmapped: bool = False) -> st
 
 
 def _ts_sql(d: Definition, raw: str, bind: _Binder) -> str:
-    """The timestamp as text that :func:`validate.ts_expr` reads; a value the format cannot
-    read stays as it was, so that its reject names it."""
-    if d.timestamp == "iso":
+    """The timestamp as text that :func:`validate.ts_expr` reads; each format of the
+    definition is tried in order, and a value none of them reads stays as it was, so that its
+    reject names it (``iso`` leaves the value to :func:`validate.ts_expr`)."""
+    tries = []
+    for fmt in d.timestamps:
+        if fmt == "iso":
+            continue
+        if fmt in _EPOCH_MICROS:
+            micros = _EPOCH_MICROS[fmt].format(raw=raw)
+            tries.append(
+                f"strftime(try(make_timestamp(cast({micros} as bigint))), '%Y-%m-%dT%H:%M:%S.%fZ')"
+            )
+            continue
+        # runs of spaces are one (MySQL pads a one-digit hour: '130324  0:04:00')
+        text = f"regexp_replace({raw}, '\\s+', ' ', 'g')"
+        if "%z" in fmt or "%Z" in fmt:
+            tries.append(
+                f"strftime(timezone('UTC', try_strptime({text}, {bind(fmt)})::timestamptz), "
+                "'%Y-%m-%dT%H:%M:%S.%fZ')"
+            )
+        else:
+            tries.append(
+                f"strftime(try_strptime({text}, {bind(fmt)})::timestamp, '%Y-%m-%dT%H:%M:%S.%f')"
+            )
+    if not tries:
         return raw
-    if d.timestamp in _EPOCH_DIVISOR:
-        div = _EPOCH_DIVISOR[d.timestamp]
-        # exact integers: an epoch in ns does not fit a double's 53 bits
-        micros = {
-            "epoch_s": f"try_cast({raw} as decimal(38, 6)) * 1000000",
-            "epoch_ms": f"try_cast({raw} as decimal(38, 3)) * 1000",
-            "epoch_us": f"try_cast({raw} as decimal(38, 0))",
-            "epoch_ns": f"try_cast({raw} as hugeint) // 1000",
-        }[d.timestamp]
-        del div
-        conv = f"strftime(try(make_timestamp(cast({micros} as bigint))), '%Y-%m-%dT%H:%M:%S.%fZ')"
-        return f"coalesce({conv}, {raw})"
-    fmt = bind(d.timestamp)
-    if "%z" in d.timestamp or "%Z" in d.timestamp:
-        conv = (
-            f"strftime(timezone('UTC', try_strptime({raw}, {fmt})::timestamptz), "
-            "'%Y-%m-%dT%H:%M:%S.%fZ')"
-        )
-    else:
-        conv = f"strftime(try_strptime({raw}, {fmt})::timestamp, '%Y-%m-%dT%H:%M:%S.%f')"
-    return f"coalesce({conv}, {raw})"
+    return f"coalesce({', '.join(tries)}, {raw})"
+
+
+#: an epoch as exact microseconds (an epoch in ns does not fit a double's 53 bits)
+_EPOCH_MICROS = {
+    "epoch_s": "try_cast({raw} as decimal(38, 6)) * 1000000",
+    "epoch_ms": "try_cast({raw} as decimal(38, 3)) * 1000",
+    "epoch_us": "try_cast({raw} as decimal(38, 0))",
+    "epoch_ns": "try_cast({raw} as hugeint) // 1000",
+}
 
 
 # --- loading ---
@@ -562,6 +599,11 @@ def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, li
                 f"len(list_filter({bind(list(d.attempt_prefixes))}::varchar[], "
                 "lambda p: starts_with(x, p))) > 0"
             )
+        if d.attempt_suffixes:
+            tests.append(
+                f"len(list_filter({bind(list(d.attempt_suffixes))}::varchar[], "
+                "lambda p: ends_with(rtrim(x, '/'), p))) > 0"
+            )
         match = " or ".join(tests) if tests else "true"
         if d.attempt_exclude:
             match = (
@@ -577,11 +619,15 @@ def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, li
     counted_missing = "'(none)'"
     # a record without the field is not an attempt, unless the definition only excludes
     # values (every record is one but those): then it is, and its validation says what it lacks
-    only_excludes = d.attempt_exclude and not (d.attempt_values or d.attempt_prefixes)
+    only_excludes = d.attempt_exclude and not (
+        d.attempt_values or d.attempt_prefixes or d.attempt_suffixes
+    )
     positive = bool(d.attempt_fields and not only_excludes)
     if d.count_by:
         counted = f"coalesce({_value_sql(Column(paths=d.count_by), bind)}, '(none)')"
         counted_missing = "_counted"
+    if d.skip_label:
+        counted = counted_missing = bind(d.skip_label)
     skipped_outcomes = [k for k, v in d.columns["outcome"].mapping if v == SKIP]
     outcome_f = db.quote_identifier("f_outcome")
     sql = f"""
@@ -649,6 +695,10 @@ def load_definition(
         raise UnreadableFile(f"{path}: is {binary} data, not a {d.title} log")
     if kind.name != d.kind:
         raise UnreadableFile(f"{path}: {d.name} logs hold {d.kind}, not {kind.name}")
+    if opts.login_paths and d.login_path:
+        d = dataclasses.replace(
+            d, attempt_values=(), attempt_prefixes=opts.login_paths, attempt_suffixes=()
+        )
     document = d.input == "json" and _is_document(path)
     bind = _Binder()
     sql, extras = _stage_sql(d, bind, document=document)
@@ -682,7 +732,7 @@ def load_definition(
     if document:
         res.notes.append("one JSON document: rejects are numbered by record, not by line")
     if res.rows_read and res.rows_loaded == 0 and res.rows_rejected == 0:
-        res.notes.append(f"no record is an attempt: is this a {d.title} log?")
+        res.notes.append(f"no record is an attempt: is this a {d.title} ({d.name})?")
     if res.skipped:
         parts = sorted(res.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ", ".join(f"{k}: {n:,}" for k, n in parts[:12])

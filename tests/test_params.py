@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import db, load, params
+from analysis import config, db, load, params
 
 
 def test_defaults_are_the_contracts():
@@ -122,3 +122,45 @@ def test_report_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path):
     )
     assert proc.returncode == 2 and "not a report folder" in proc.stderr
     assert (victim / "notes.txt").read_text() == "keep me"
+
+
+def test_the_notebooks_parameters_are_the_one_definition():
+    # papermill reads each notebook's parameters cell: names, types, defaults and help must be
+    # exactly those of analysis.params.PARAMETERS, in order (python -m analysis.params --write)
+    import papermill
+
+    for nb in ("incident_report.ipynb", "explore.ipynb"):
+        found = papermill.inspect_notebook(str(config.NOTEBOOKS_DIR / nb))
+        assert list(found) == [p.name for p in params.PARAMETERS], nb
+        for p in params.PARAMETERS:
+            got = found[p.name]
+            assert got["inferred_type_name"] == p.type.__name__, (nb, p.name)
+            assert eval(got["default"]) == p.default, (nb, p.name)  # noqa: S307 - a literal
+            # papermill reads no help from a list written over several lines
+            assert got["help"].strip() in (p.help, ""), (nb, p.name)
+        import nbformat
+
+        cell = [
+            c
+            for c in nbformat.read(config.NOTEBOOKS_DIR / nb, as_version=4).cells
+            if "parameters" in c.metadata.get("tags", [])
+        ]
+        assert [c.source for c in cell] == [params.cell_source()], nb
+
+
+def test_every_parameter_has_a_flag_and_the_flags_reach_the_parameters():
+    from analysis import cli, execute
+
+    args = cli.build_parser().parse_args(
+        ["report", "--start", "2024-01-19T10:00:00Z", "--login-path", "/api/login", "/sso",
+         "--no-redact-users", "--year", "2023", "--auth", "a.log", "--auth-format", "access"]
+    )  # fmt: skip
+    given = {k: getattr(args, k) for k in params.DEFAULTS if getattr(args, k, None) is not None}
+    assert given["login_path"] == ["/api/login", "/sso"]
+    assert given["redact_users"] is False and given["year"] == 2023
+    assert given["incident_start"] == "2024-01-19T10:00:00Z"
+    flags = {
+        a.dest for a in cli.build_parser()._subparsers._group_actions[0].choices["report"]._actions
+    }
+    assert {p.name for p in params.PARAMETERS} <= flags
+    assert execute.gather_parameters(args)["login_path"] == ["/api/login", "/sso"]
