@@ -41,14 +41,15 @@ report: $(SAMPLE)  ## write reports/2024-01-19-auth/ for the sample
 test: $(STAMP) lint chromium  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff (lint and format) and notebooks without outputs
-	$(BIN)/ruff check analysis tests
-	$(BIN)/ruff format --check analysis tests
+lint: $(STAMP)  ## ruff (code and notebooks), the import layers, notebooks without outputs
+	$(BIN)/ruff check analysis tests tools notebooks
+	$(BIN)/ruff format --check analysis tests tools notebooks
+	$(BIN)/lint-imports
 	$(BIN)/python -m analysis.nbcheck notebooks/*.ipynb
 
 format: $(STAMP)  ## fix what ruff can fix
-	$(BIN)/ruff check --fix analysis tests
-	$(BIN)/ruff format analysis tests
+	$(BIN)/ruff check --fix analysis tests tools notebooks
+	$(BIN)/ruff format analysis tests tools notebooks
 
 # The browser test renders the HTML report in headless Chromium. Installed here (as root,
 # from Debian) when missing; elsewhere the test skips with a reason, and fails in CI.
@@ -87,7 +88,7 @@ lab: lab-data  ## JupyterLab on 127.0.0.1 with the sample loaded (or DATABASE=fi
 		$(LAB_ARGS)
 
 bench: $(STAMP)  ## time and memory against the floor and pandas (QUICK=1: one small size)
-	$(BIN)/python -m analysis.bench $(if $(QUICK),--quick)
+	$(BIN)/python -m tools.bench $(if $(QUICK),--quick)
 
 fuzz: $(STAMP)  ## the loader fuzz tests with many more examples than CI runs
 	POSTMORTEM_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q -k fuzz tests/test_bad_input.py

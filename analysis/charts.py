@@ -350,3 +350,16 @@ def png_bytes(fig: Figure) -> bytes:
     with matplotlib.rc_context(STYLE):
         fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
+
+
+def html_image(png: bytes, alt: str) -> str:
+    """An ``<img>`` holding the PNG itself (base64), so that a notebook and its standalone
+    HTML show exactly the bytes given; ``alt`` is the chart's finding."""
+    import base64
+    import html
+
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<img alt="{html.escape(alt, quote=True)}" style="max-width: 100%" '
+        f'src="data:image/png;base64,{data}">'
+    )

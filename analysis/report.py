@@ -295,16 +295,10 @@ class Run:
     def show(self, name: str):
         """The saved PNG of a chart as an HTML image whose alt text is its finding, so that
         the notebook and its standalone HTML show exactly the file that was written."""
-        import base64
-        import html
-
         from IPython.display import HTML
 
-        data = base64.b64encode(self.figures[name][0].read_bytes()).decode("ascii")
-        alt = html.escape(draft.chart_titles(self.summary)[name], quote=True)
-        return HTML(
-            f'<img alt="{alt}" style="max-width: 100%" src="data:image/png;base64,{data}">'
-        )
+        png = self.figures[name][0].read_bytes()
+        return HTML(charts.html_image(png, draft.chart_titles(self.summary)[name]))
 
     def write(self) -> dict[str, Any]:
         """Write summary.json, postmortem.md, the sensitive bypass list and manifest.json."""

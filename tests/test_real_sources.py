@@ -59,7 +59,8 @@ def test_a_shop_access_log_reads_its_two_login_requests(con):
     # +0330: the times land in UTC
     assert _rows(
         con,
-        "select strftime(min(ts), '%H:%M:%S'), count(*) filter (where outcome = 'success') from auth_events",
+        "select strftime(min(ts), '%H:%M:%S'), "
+        "count(*) filter (where outcome = 'success') from auth_events",
     ) == [("00:27:58", 2)]
 
 

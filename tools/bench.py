@@ -422,7 +422,7 @@ def targets(results: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; ``--quick`` measures one small size only."""
-    parser = argparse.ArgumentParser(prog="python -m analysis.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     parser.add_argument(
         "--quick", action="store_true", help="one size: scale 2.2 (0.44M auth + 5.5M queries)"
     )
