@@ -8,7 +8,8 @@ writes PNG and SVG without dates, with a fixed hash salt, font and DPI.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -363,3 +364,68 @@ def html_image(png: bytes, alt: str) -> str:
         f'<img alt="{html.escape(alt, quote=True)}" style="max-width: 100%" '
         f'src="data:image/png;base64,{data}">'
     )
+
+
+# --- the report's charts by name ---
+
+
+@dataclass(frozen=True)
+class ChartData:
+    """What the report's charts are drawn from (the tables behind ``summary.json``)."""
+
+    series: pd.DataFrame
+    error_codes: pd.DataFrame
+    fingerprints: pd.DataFrame
+    dimensions: pd.DataFrame
+    events: pd.DataFrame
+    declared: tuple[datetime, datetime]
+    detected: tuple[datetime, datetime] | None
+    #: users per bucket of their first system failure; computed only for its chart
+    first_failures: Callable[[], pd.DataFrame]
+
+
+def _one_axes(
+    draw: Callable[[ChartData, str, Axes], object],
+) -> Callable[[ChartData, str], Figure]:
+    def make(data: ChartData, title: str) -> Figure:
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
+        draw(data, title, fig.add_subplot())
+        return fig
+
+    return make
+
+
+#: name -> a function of the chart data and the chart's title giving the figure
+CHARTS: dict[str, Callable[[ChartData, str], Figure]] = {
+    "overview": lambda d, title: plot_overview(
+        d.series, declared=d.declared, detected=d.detected, events=d.events, title=title
+    ),
+    "error_codes": _one_axes(
+        lambda d, title, ax: plot_error_codes(
+            d.error_codes, declared=d.declared, title=title, ax=ax
+        )
+    ),
+    "fingerprints": _one_axes(
+        lambda d, title, ax: plot_fingerprints(d.fingerprints, title=title, ax=ax)
+    ),
+    "affected_users": _one_axes(
+        lambda d, title, ax: plot_affected_users(
+            d.first_failures(), declared=d.declared, title=title, ax=ax
+        )
+    ),
+    "dimensions": _one_axes(
+        lambda d, title, ax: plot_dimensions(d.dimensions, title=title, ax=ax)
+    ),
+    "bypass": _one_axes(
+        lambda d, title, ax: plot_bypass(
+            d.series, declared=d.declared, events=d.events, title=title, ax=ax
+        )
+    ),
+}
+
+
+def draw(name: str, data: ChartData, *, title: str) -> Figure:
+    """The report's chart ``name`` (one of :data:`CHARTS`)."""
+    if name not in CHARTS:
+        raise ValueError(f"no chart named {name!r}; one of {', '.join(CHARTS)}")
+    return CHARTS[name](data, title)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cache
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from analysis import fingerprint
+from analysis.config import SQL_DIR
 
 SCHEMA = """
 create table if not exists sources (
@@ -233,3 +235,19 @@ def one(con: duckdb.DuckDBPyConnection, query: str, params: object = None) -> tu
     """
     rows = con.execute(query, params if params is not None else []).fetchall()
     return rows[0] if rows else None
+
+
+# --- the SQL files of analysis/sql ---
+
+
+@cache
+def sql(name: str) -> str:
+    """The text of ``analysis/sql/<name>.sql``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, object]):
+    """Execute ``sql/<name>.sql`` with the values it names (DuckDB refuses extra ones)."""
+    text = sql(name)
+    wanted = set(re.findall(r"\$([A-Za-z_]\w*)", text))
+    return con.execute(text, {k: v for k, v in values.items() if k in wanted})

@@ -1,6 +1,6 @@
 """Helpers for root-cause exploration in a notebook: slice, drill down, look at the rows.
 
-Each takes the connection after :func:`analysis.metrics.scope` and returns a small DataFrame;
+Each takes the connection after :func:`analysis.views.scope` and returns a small DataFrame;
 values are bound and a column name is only ever one of the table's own columns. User ids
 come out as keyed pseudonyms unless ``redact=False``.
 """
@@ -12,7 +12,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from analysis import db, metrics
+from analysis import db, times
 from analysis.config import USER_ERROR_CODES
 
 
@@ -36,9 +36,9 @@ def slice_series(
     """Attempts, failures and system failures per bucket for one dimension value and range."""
     where = ["ts >= $start", "ts < $end"]
     values: dict[str, object] = {
-        "start": metrics.parse_instant(start) if start else datetime(1, 1, 1),
-        "end": metrics.parse_instant(end) if end else datetime(9999, 1, 1),
-        "bucket": metrics.bucket_interval(bucket),
+        "start": times.parse_instant(start) if start else datetime(1, 1, 1),
+        "end": times.parse_instant(end) if end else datetime(9999, 1, 1),
+        "bucket": times.bucket_interval(bucket),
         "codes": list(user_error_codes),
     }
     if dimension is not None:
@@ -66,16 +66,11 @@ def worst_buckets(
     bucket: str = "1min",
     user_error_codes: tuple[str, ...] = USER_ERROR_CODES,
 ) -> pd.DataFrame:
-    """The buckets with the most system failures."""
-    return con.execute(
-        """
-        select time_bucket($bucket::interval, ts) as bucket,
-               count(*) filter (where is_system_failure(outcome, error_code, $codes))
-                   as system_failures,
-               count(*) as attempts
-        from v_auth group by 1 order by system_failures desc, bucket limit $n
-        """,
-        {"bucket": metrics.bucket_interval(bucket), "codes": list(user_error_codes), "n": n},
+    """The buckets with the most system failures (``sql/worst_buckets.sql``)."""
+    return db.run(
+        con,
+        "worst_buckets",
+        {"bucket": times.bucket_interval(bucket), "codes": list(user_error_codes), "n": n},
     ).df()
 
 
@@ -83,15 +78,10 @@ def fingerprints_between(
     con: duckdb.DuckDBPyConnection, start: datetime | str, end: datetime | str, *, n: int = 10
 ) -> pd.DataFrame:
     """The query fingerprints of a time range, by count, with their latency."""
-    return con.execute(
-        """
-        select fingerprint, count(*) as queries,
-               round(avg(duration_ms), 2) as mean_ms,
-               round(quantile_cont(duration_ms, 0.95), 2) as p95_ms
-        from v_queries where ts >= $start and ts < $end
-        group by fingerprint order by queries desc, fingerprint limit $n
-        """,
-        {"start": metrics.parse_instant(start), "end": metrics.parse_instant(end), "n": n},
+    return db.run(
+        con,
+        "fingerprints_between",
+        {"start": times.parse_instant(start), "end": times.parse_instant(end), "n": n},
     ).df()
 
 
@@ -106,18 +96,12 @@ def users_between(
     user_error_codes: tuple[str, ...] = USER_ERROR_CODES,
 ) -> pd.DataFrame:
     """The users with the most system failures in a range (pseudonymized by default)."""
-    return con.execute(
-        """
-        select case when $redact then pseudonym($key, user_id) else user_id end as user,
-               count(*) as attempts,
-               count(*) filter (where is_system_failure(outcome, error_code, $codes))
-                   as system_failures
-        from v_auth where ts >= $start and ts < $end
-        group by user_id order by system_failures desc, user limit $n
-        """,
+    return db.run(
+        con,
+        "users_between",
         {
-            "start": metrics.parse_instant(start),
-            "end": metrics.parse_instant(end),
+            "start": times.parse_instant(start),
+            "end": times.parse_instant(end),
             "redact": redact,
             "key": key,
             "codes": list(user_error_codes),

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from analysis import config, metrics, registry
+from analysis import config, registry, times
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,13 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     check_incident_id(out["incident_id"])
     for key in ("incident_start", "incident_end"):
         try:
-            metrics.parse_instant(str(out[key]))
+            times.parse_instant(str(out[key]))
         except ValueError as exc:
             raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
         out[key] = str(out[key])
-    if metrics.parse_instant(out["incident_end"]) <= metrics.parse_instant(out["incident_start"]):
+    if times.parse_instant(out["incident_end"]) <= times.parse_instant(out["incident_start"]):
         raise ParameterError("incident_end must be after incident_start")
-    metrics.bucket_interval(out["bucket"])
+    times.bucket_interval(out["bucket"])
     for key, choices in (("auth_format", AUTH_FORMATS), ("query_format", QUERY_FORMATS)):
         value = str(out[key])
         if value not in choices and not value.lower().endswith(DEFINITION_ENDINGS):
@@ -199,14 +199,14 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     for key in ("range_start", "range_end"):
         if out[key]:
             try:
-                metrics.parse_instant(str(out[key]))
+                times.parse_instant(str(out[key]))
             except ValueError as exc:
                 raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
             out[key] = str(out[key])
     if (
         out["range_start"]
         and out["range_end"]
-        and metrics.parse_instant(out["range_end"]) <= metrics.parse_instant(out["range_start"])
+        and times.parse_instant(out["range_end"]) <= times.parse_instant(out["range_start"])
     ):
         raise ParameterError("range_end must be after range_start")
     codes = out["user_error_codes"]

@@ -7,7 +7,13 @@ values, query fingerprints and the like, as pgbadger's ``--anonymize`` does for 
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+
+from analysis import config
+
+KEY_ENV = "POSTMORTEM_KEY"
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
@@ -29,3 +35,17 @@ def mask(text: str | None) -> str | None:
     out = _EMAIL.sub(EMAIL_MASK, str(text))
     out = _IPV4.sub(IP_MASK, out)
     return _IPV6.sub(IP_MASK, out)
+
+
+def pseudonym_key() -> str:
+    """The key of the user pseudonyms: ``$POSTMORTEM_KEY``, else a local key file made once.
+
+    The key never goes into a report; the same key gives the same pseudonyms.
+    """
+    if os.environ.get(KEY_ENV):
+        return os.environ[KEY_ENV]
+    path = config.KEY_FILE
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()

@@ -8,52 +8,40 @@ before, the HTML after and the staging folder, :mod:`analysis.verify` the manife
 from __future__ import annotations
 
 import os
-import platform
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-import analysis
-from analysis import charts, config, db, draft, load, metrics, params, registry, summary
+from analysis import (
+    charts,
+    config,
+    db,
+    draft,
+    load,
+    manifest,
+    params,
+    privacy,
+    registry,
+    summary,
+    times,
+    views,
+)
 from analysis.metrics import Params
 
 STAGING_ENV = "POSTMORTEM_STAGING_DIR"
-KEY_ENV = "POSTMORTEM_KEY"
 NOTEBOOK = "incident_report.ipynb"
 EXPLORE_NOTEBOOK = "explore.ipynb"
 #: executed by `postmortem report`, in this order (the first writes the evidence)
 NOTEBOOKS = (NOTEBOOK, EXPLORE_NOTEBOOK)
 SENSITIVE_FILE = "SENSITIVE-bypass-users.csv"
-PACKAGES = ("duckdb", "pandas", "numpy", "pyarrow", "matplotlib", "papermill", "nbconvert")
 LOCK_WAIT_S = 600
 TIMINGS_PREFIX = "step timings:"
-
-
-def pseudonym_key() -> str:
-    """The key of the user pseudonyms: ``$POSTMORTEM_KEY``, else a local key file made once.
-
-    The key never goes into a report; the same key gives the same pseudonyms.
-    """
-    if os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV]
-    path = config.KEY_FILE
-    if not path.exists():
-        path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip()
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file."""
-    return load.sha256_of(path)
 
 
 def connect_waiting(
@@ -137,8 +125,8 @@ class Run:
             if code not in codes:
                 codes.append(code)
         return Params(
-            start=metrics.parse_instant(p["incident_start"]),
-            end=metrics.parse_instant(p["incident_end"]),
+            start=times.parse_instant(p["incident_start"]),
+            end=times.parse_instant(p["incident_end"]),
             bucket=p["bucket"],
             user_error_codes=tuple(codes),
         )
@@ -191,15 +179,15 @@ class Run:
     def time_range(self) -> tuple[datetime, datetime]:
         """The instants analysed: ``range_start``/``range_end``, else all the data."""
         p = self.parameters
-        lo = metrics.parse_instant(p["range_start"]) if p["range_start"] else metrics.ALL_TIME[0]
-        hi = metrics.parse_instant(p["range_end"]) if p["range_end"] else metrics.ALL_TIME[1]
+        lo = times.parse_instant(p["range_start"]) if p["range_start"] else times.ALL_TIME[0]
+        hi = times.parse_instant(p["range_end"]) if p["range_end"] else times.ALL_TIME[1]
         return lo, hi
 
-    def scope(self, *, everything: bool = False) -> metrics.Scope:
+    def scope(self, *, everything: bool = False) -> views.Scope:
         """The views of this report's rows (with ``everything``, of every source)."""
         assert self.con is not None and self.loaded is not None, "load() first"
         ids = {k: None if everything else self.loaded.source_ids(k) for k in params.KINDS}
-        return metrics.scope(
+        return views.scope(
             self.con,
             **ids,
             time_range=self.time_range,
@@ -232,62 +220,29 @@ class Run:
     def first_failures(self) -> pd.DataFrame:
         """Per bucket, how many users had their first system failure then."""
         assert self.con is not None
-        return self.con.execute(
-            """
-            with firsts as (
-                select user_id, min(ts) as first
-                from v_auth
-                where is_system_failure(outcome, error_code, $codes)
-                group by user_id
-            ), final as (
-                select time_bucket($bucket::interval, first) as bucket, count(*) as users
-                from firsts group by 1
-            )
-            select * from final order by bucket
-            """,
-            {
-                "codes": list(self.analysis_params.user_error_codes),
-                "bucket": metrics.bucket_interval(self.analysis_params.bucket),
-            },
+        ap = self.analysis_params
+        return db.run(
+            self.con,
+            "first_failures",
+            {"codes": list(ap.user_error_codes), "bucket": times.bucket_interval(ap.bucket)},
         ).df()
 
     def chart(self, name: str):
         """Draw one chart, save it under ``figures/`` as PNG and SVG, and return the figure."""
         assert self.result is not None, "analyse() first"
         started = time.monotonic()
-        r, s, ap = self.result, self.result.summary, self.analysis_params
-        declared = (ap.start, ap.end)
-        detected = (r.detected.start, r.detected.end) if r.detected else None
-        titles = draft.chart_titles(s)
-        if name == "overview":
-            fig = charts.plot_overview(
-                r.series,
-                declared=declared,
-                detected=detected,
-                events=r.timeline,
-                title=titles["overview"],
-            )
-        else:
-            fig = charts.Figure(figsize=(10, 4.5), layout="constrained")
-            ax = fig.add_subplot()
-            if name == "error_codes":
-                charts.plot_error_codes(
-                    r.error_codes, declared=declared, title=titles[name], ax=ax
-                )
-            elif name == "fingerprints":
-                charts.plot_fingerprints(r.fingerprints, title=titles[name], ax=ax)
-            elif name == "affected_users":
-                charts.plot_affected_users(
-                    self.first_failures(), declared=declared, title=titles[name], ax=ax
-                )
-            elif name == "dimensions":
-                charts.plot_dimensions(r.dimensions, title=titles[name], ax=ax)
-            elif name == "bypass":
-                charts.plot_bypass(
-                    r.series, declared=declared, events=r.timeline, title=titles[name], ax=ax
-                )
-            else:
-                raise ValueError(f"no chart named {name!r}; see draft.CHARTS")
+        r, ap = self.result, self.analysis_params
+        data = charts.ChartData(
+            series=r.series,
+            error_codes=r.error_codes,
+            fingerprints=r.fingerprints,
+            dimensions=r.dimensions,
+            events=r.timeline,
+            declared=(ap.start, ap.end),
+            detected=(r.detected.start, r.detected.end) if r.detected else None,
+            first_failures=self.first_failures,
+        )
+        fig = charts.draw(name, data, title=draft.chart_titles(r.summary)[name])
         self.figures[name] = charts.save_figure(fig, self.out_dir / "figures" / name)
         self._timed("charts", started)
         return fig
@@ -322,7 +277,7 @@ class Run:
     def _write_bypass_users(self, path: Path) -> None:
         redact = bool(self.parameters["redact_users"])
         df = self.con.execute(
-            metrics.sql("bypass_users"), {"redact": redact, "key": pseudonym_key()}
+            db.sql("bypass_users"), {"redact": redact, "key": privacy.pseudonym_key()}
         ).df()
         header = (
             "# SENSITIVE: users who logged in without the database check; re-verify them.\n"
@@ -337,62 +292,9 @@ class Run:
     def manifest(self) -> dict[str, Any]:
         """Inputs with hashes and counts, parameters, versions, and every output's hash."""
         assert self.loaded is not None
-        out = self.out_dir
-        inputs = [
-            {
-                "kind": f.kind,
-                "path": _portable(Path(f.path)),
-                "format": f.format,
-                "sha256": f.sha256,
-                "rows_read": f.rows_read,
-                "rows_loaded": f.rows_loaded,
-                "rows_rejected": f.rows_rejected,
-            }
-            for f in self.loaded.files
-        ]
-        hashed = sorted(
-            p
-            for p in out.rglob("*")
-            if p.is_file() and p.suffix not in (".ipynb", ".html") and p.name != "manifest.json"
+        return manifest.build(
+            self.parameters,
+            self.loaded.files,
+            self.out_dir,
+            unhashed=[n for nb in NOTEBOOKS for n in (nb, nb.replace(".ipynb", ".html"))],
         )
-        outputs = [
-            {"path": p.relative_to(out).as_posix(), "sha256": sha256_file(p)} for p in hashed
-        ]
-        outputs += [
-            {"path": name, "sha256": None, "note": "records when it ran; not hashed"}
-            for nb in NOTEBOOKS
-            for name in (nb, nb.replace(".ipynb", ".html"))
-        ]
-        parameters = {k: v for k, v in self.parameters.items() if k not in params.LOCATIONS}
-        for key in params.INPUTS:
-            parameters[key] = [
-                _portable(Path(params.resolve_path(t)))
-                for t in params.input_list(self.parameters[key])
-            ]
-        return {
-            "incident_id": self.parameters["incident_id"],
-            "generator": f"postmortem-lab {analysis.__version__}",
-            "parameters": parameters,
-            "inputs": inputs,
-            "packages": package_versions(),
-            "outputs": outputs,
-        }
-
-
-def _portable(path: Path) -> str:
-    """A path as the manifest records it: relative to the project when inside it."""
-    try:
-        return path.resolve().relative_to(config.PROJECT_ROOT).as_posix()
-    except ValueError:
-        return str(path.resolve())
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of the packages that shape the evidence."""
-    out = {"python": platform.python_version(), "postmortem-lab": analysis.__version__}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out

@@ -16,9 +16,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analysis import compare, db, detect, metrics, privacy
+from analysis import compare, db, detect, metrics, privacy, times
 from analysis.load import LoadResult
-from analysis.metrics import Params, Scope, iso
+from analysis.metrics import Params
+from analysis.times import iso
+from analysis.views import Scope
 
 RATE_DIGITS = 4
 MS_DIGITS = 2
@@ -94,7 +96,7 @@ def timeline_figures(
 def error_classes(con: duckdb.DuckDBPyConnection, params: Params) -> list[dict[str, Any]]:
     """Every failure code with the class it was given (the user's or the system's) and its
     failures in the window and the baseline, so that a reader sees the assumption."""
-    rows = con.execute(metrics.sql("error_classes"), params.bind()).fetchall()
+    rows = con.execute(db.sql("error_classes"), params.bind()).fetchall()
     return [
         {"error_code": code, "class": cls, "incident": int(inc), "baseline": int(base)}
         for code, cls, inc, base in rows
@@ -105,7 +107,7 @@ def bypass_figures(
     con: duckdb.DuckDBPyConnection, params: Params, series_df: pd.DataFrame
 ) -> dict[str, Any]:
     """The audit of logins granted without the database check, over all the data."""
-    row = db.one(con, metrics.sql("bypass"))
+    row = db.one(con, db.sql("bypass"))
     logins, users, first, last, data_end = row
     after_end = db.one(
         con,
@@ -154,7 +156,7 @@ def analyse(
     # what is charted and written carries no e-mail or IP address
     fps["fingerprint"] = fps["fingerprint"].map(privacy.mask)
     dims["value"] = dims["value"].map(privacy.mask)
-    bucket = timedelta(seconds=metrics.bucket_seconds(params.bucket))
+    bucket = timedelta(seconds=times.bucket_seconds(params.bucket))
     detected = detect.detect_window(series_df, bucket=bucket)
     events = timeline_events(con)
     peak_rate, peak_minute = metrics.peak(con, params)

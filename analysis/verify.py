@@ -10,7 +10,7 @@ from pathlib import Path
 
 from analysis import config, params
 from analysis.execute import ReportError, execute
-from analysis.report import sha256_file
+from analysis.manifest import sha256_file
 
 
 def _check_outputs(manifest: dict, folder: Path, *, missing: str, differs: str) -> list[str]:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from analysis import load, metrics, summary
+from analysis import load, metrics, summary, times, views
 from tests.conftest import write
 
 START, END = "2024-01-19T10:00:00Z", "2024-01-19T11:00:00Z"
@@ -95,10 +95,10 @@ def summarise(con, tmp_path, f: Fixture) -> dict:
     auth = write(tmp_path / "auth.jsonl", "".join(json.dumps(r) + "\n" for r in f.auth))
     queries = write(tmp_path / "q.jsonl", "".join(json.dumps(r) + "\n" for r in f.queries))
     result = load.load(con, auth=auth, queries=queries)
-    scope = metrics.scope(
+    scope = views.scope(
         con, auth=result.source_ids("auth"), queries=result.source_ids("queries"), timeline=[]
     )
-    params = metrics.Params(start=metrics.parse_instant(START), end=metrics.parse_instant(END))
+    params = metrics.Params(start=times.parse_instant(START), end=times.parse_instant(END))
     return summary.analyse(con, params, scope, incident_id="t", load_result=result).summary
 
 
@@ -228,8 +228,8 @@ def test_a_report_sees_only_its_own_sources(con, tmp_path):
     )
     load.load(con, auth=other)
     mine = load.load(con, auth=auth)
-    metrics.scope(con, auth=mine.source_ids("auth"), queries=[], timeline=[])
-    params = metrics.Params(start=metrics.parse_instant(START), end=metrics.parse_instant(END))
+    views.scope(con, auth=mine.source_ids("auth"), queries=[], timeline=[])
+    params = metrics.Params(start=times.parse_instant(START), end=times.parse_instant(END))
     assert metrics.periods(con, params)["incident"]["users_active"] == 5
 
 
@@ -239,15 +239,15 @@ def test_summary_is_unchanged_by_shuffling_splitting_and_parquet(con, tmp_path, 
     def run(auth, queries):
         c = __import__("analysis.db", fromlist=["connect"]).connect(":memory:")
         res = load.load(c, auth=auth, queries=queries, timeline=small_sample["timeline"])
-        scope = metrics.scope(
+        scope = views.scope(
             c,
             auth=res.source_ids("auth"),
             queries=res.source_ids("queries"),
             timeline=res.source_ids("timeline"),
         )
         params = metrics.Params(
-            start=metrics.parse_instant("2024-01-19T10:30:00Z"),
-            end=metrics.parse_instant("2024-01-19T14:45:00Z"),
+            start=times.parse_instant("2024-01-19T10:30:00Z"),
+            end=times.parse_instant("2024-01-19T14:45:00Z"),
         )
         out = summary.dumps(
             summary.analyse(c, params, scope, incident_id="x", load_result=res).summary
@@ -277,7 +277,7 @@ def test_exploration_helpers_slice_and_drill_down(con, tmp_path):
     auth = write(tmp_path / "auth.jsonl", "".join(json.dumps(r) + "\n" for r in f.auth))
     queries = write(tmp_path / "q.jsonl", "".join(json.dumps(r) + "\n" for r in f.queries))
     load.load(con, auth=auth, queries=queries)
-    metrics.scope(con)
+    views.scope(con)
     eu = explore.slice_series(con, dimension="region", value="eu", start=START, end=END)
     assert int(eu["system_failures"].sum()) == 4 and int(eu["attempts"].sum()) == 8
     worst = explore.worst_buckets(con, n=1)
@@ -324,8 +324,8 @@ def test_a_partial_outage_puts_the_datacenter_above_its_instances(con, tmp_path)
         )
     auth = write(tmp_path / "auth.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     load.load(con, auth=auth)
-    scope = metrics.scope(con)
-    params = metrics.Params(start=metrics.parse_instant(START), end=metrics.parse_instant(END))
+    scope = views.scope(con)
+    params = metrics.Params(start=times.parse_instant(START), end=times.parse_instant(END))
     dims = summary.analyse(con, params, scope, incident_id="t").summary["dimensions"]
     assert (dims[0]["dimension"], dims[0]["value"]) == ("region", "dc3")
     assert dims[0]["score"] == 0.9
@@ -353,11 +353,11 @@ def test_review_fixes_request_ids_callers_peak_and_overflow(con, tmp_path):
     q = write(tmp_path / "q.jsonl", "".join(json.dumps(r) + "\n" for r in queries))
     res = load.load(con, auth=[a, a], queries=q)
     assert res.totals("auth")["rows_read"] == 5  # the same file twice counts once
-    scope = metrics.scope(con)
+    scope = views.scope(con)
     # a window that starts mid-bucket: the 10:02 failure is inside it, the 11:01 one is not
     p = metrics.Params(
-        start=metrics.parse_instant("2024-01-19T10:02:00Z"),
-        end=metrics.parse_instant("2024-01-19T11:00:00Z"),
+        start=times.parse_instant("2024-01-19T10:02:00Z"),
+        end=times.parse_instant("2024-01-19T11:00:00Z"),
         bucket="5min",
     )
     s = summary.analyse(con, p, scope, incident_id="t").summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import config, db, load, params
+from analysis import config, db, load, params, times, views
 
 
 def test_defaults_are_the_contracts():
@@ -58,10 +58,10 @@ def test_hostile_error_codes_are_bound_values_not_sql(tmp_path):
         ' "error_code": "x\'); drop table auth_events; --"}\n'
     )
     load.load(con, auth=f)
-    metrics.scope(con)
+    views.scope(con)
     p = metrics.Params(
-        start=metrics.parse_instant("2024-01-19T10:00:00Z"),
-        end=metrics.parse_instant("2024-01-19T11:00:00Z"),
+        start=times.parse_instant("2024-01-19T10:00:00Z"),
+        end=times.parse_instant("2024-01-19T11:00:00Z"),
         user_error_codes=("x'); drop table auth_events; --",),
     )
     fig = metrics.periods(con, p)["incident"]

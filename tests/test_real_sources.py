@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import db, load, metrics
+from analysis import db, load, views
 from tests.conftest import require_shared
 
 
 @pytest.fixture
 def con(tmp_path):
     c = db.connect(tmp_path / "t.duckdb")
-    metrics.install_macros(c)
+    views.install_macros(c)
     yield c
     c.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import config, db, load, metrics, registry, sources
+from analysis import config, db, load, registry, sources, views
 from tests.conftest import require_shared
 
 FIXTURES = Path(
@@ -25,7 +25,7 @@ EXPECTED = sorted(FIXTURES.glob("*.expected.json"))
 @pytest.fixture
 def con(tmp_path):
     c = db.connect(tmp_path / "t.duckdb")
-    metrics.install_macros(c)
+    views.install_macros(c)
     yield c
     c.close()
 

@@ -44,9 +44,9 @@ ANALYSIS = """
 import sys
 from analysis import db, metrics, summary
 con = db.connect(sys.argv[1])
-scope = metrics.scope(con)
-params = metrics.Params(start=metrics.parse_instant("2024-01-19T10:30:00Z"),
-                        end=metrics.parse_instant("2024-01-19T14:45:00Z"))
+scope = views.scope(con)
+params = metrics.Params(start=times.parse_instant("2024-01-19T10:30:00Z"),
+                        end=times.parse_instant("2024-01-19T14:45:00Z"))
 summary.analyse(con, params, scope, incident_id="bench")
 """
 HIVE = """
