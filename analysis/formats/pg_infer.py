@@ -392,7 +392,7 @@ def fit(con: duckdb.DuckDBPyConnection, bodies: list[str], texts: list[str]) -> 
             if f in p.fields
         )
         # the line to show: the first of those where the prefix reads the most fields
-        filled = " + ".join(f"(x.{f} <> '')::int" for f in names) or "0"
+        filled = " + ".join(f"(x.{f} not in ('', '[unknown]'))::int" for f in names) or "0"
         cols.append(
             f"""(select struct_pack(lines := count(*),
                                     swallowed := coalesce(sum({swallow or 0}), 0),
