@@ -9,6 +9,7 @@ its note says, and every field of every query row.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
@@ -262,3 +263,58 @@ def test_an_rds_log_as_the_service_writes_it(con, tmp_path):
     assert con.execute(
         "select severity, \"user\", client from server_events where severity = 'FATAL'"
     ).fetchall() == [("FATAL", "app", "10.0.0.123")]
+
+
+def test_managed_services_wrappers_are_told_by_their_content(con, tmp_path):
+    # Heroku (as `heroku logs` prints it) and Google Cloud SQL's JSON export, named .log:
+    # --query-format auto reads them by content, and their prefixes are inferred inside
+    heroku = (
+        "2019-03-14T00:23:00+00:00 app[postgres.4821]: [GREEN] [20-1]  sql_error_code = 00000 "
+        "LOG:  duration: 6679.293 ms  statement: SELECT 1\n"
+        "2019-03-14T00:23:00+00:00 app[postgres.4821]: [GREEN] [20-2]  sql_error_code = 00000 "
+        "DETAIL:  parameters: $1 = 'x'\n"
+        "2019-03-14T00:23:01+00:00 app[postgres.4822]: [GREEN] [7-1]  sql_error_code = 28P01 "
+        'FATAL:  password authentication failed for user "app"\n'
+    )
+    payloads = [
+        "[24667]: [1-1] db=shop,user=app LOG:  duration: 1.5 ms  statement: SELECT 1",
+        "\tFROM t",
+        "[24668]: [1-1] db=[unknown],user=[unknown] LOG:  connection received",
+    ]
+    cloudsql = "".join(
+        json.dumps(
+            {
+                "insertId": f"s=1;i={i}",
+                "logName": "projects/p/logs/cloudsql.googleapis.com%2Fpostgres.log",
+                "resource": {"labels": {"database_id": "p:db1"}, "type": "cloudsql_database"},
+                "severity": "INFO",
+                "textPayload": text,
+                "timestamp": f"2020-05-02T13:00:2{i}.5Z",
+            }
+        )
+        + "\n"
+        for i, text in enumerate(payloads)
+    )
+    result = load.load(
+        con,
+        queries=[write(tmp_path / "heroku.log", heroku), write(tmp_path / "gcp.log", cloudsql)],
+    )
+    heroku_fr, gcp_fr = result.files
+    assert heroku_fr.notes[0] == "PostgreSQL logplex log, log_line_prefix ' sql_error_code = %e '"
+    assert (
+        gcp_fr.notes[0] == "PostgreSQL cloudsql log, log_line_prefix '[%p]: [%l-1] db=%d,user=%u '"
+    )
+    assert con.execute(
+        "select source_id, ts, pid, db_host, database, statement from db_queries order by all"
+    ).fetchall() == [
+        (heroku_fr.source_id, datetime(2019, 3, 14, 0, 23), "4821", "GREEN", None, "SELECT 1"),
+        (gcp_fr.source_id, datetime(2020, 5, 2, 13, 0, 20, 500000), "24667", "p:db1", "shop",
+         "SELECT 1\nFROM t"),
+    ]  # fmt: skip
+    assert con.execute(
+        "select severity, message from server_events order by source_id, line"
+    ).fetchall() == [
+        ("DETAIL", "parameters: $1 = 'x'"),
+        ("FATAL", 'password authentication failed for user "app"'),
+        ("LOG", "connection received"),
+    ]

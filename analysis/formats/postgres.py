@@ -201,7 +201,7 @@ def _gives(prefix: pg_prefix.Prefix, extra: str) -> bool:
 
 
 _STDERR_ENTRY = re.compile(
-    r"\d\d:\d\d:\d\d.*\b(?:" + pg_prefix.SEVERITIES + r"):  (?:duration: |statement: |\S)"
+    r"\d\d:\d\d:\d\d.*\b(?:" + pg_prefix.SEVERITIES + r"):  ?(?:duration: |statement: |\S)"
 )
 
 
