@@ -318,3 +318,22 @@ def test_managed_services_wrappers_are_told_by_their_content(con, tmp_path):
         ("FATAL", 'password authentication failed for user "app"'),
         ("LOG", "connection received"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("head", "prefix"),
+    [
+        ("2024-01-19 10:30:00 UTC:ip-10-0-0-1.ec2.internal:app@shop:[77]:", "%t:%h:%u@%d:[%p]:"),
+        ("2024-01-19 10:30:00 UTC:db.example.com(5432):app@shop:[77]:", "%t:%r:%u@%d:[%p]:"),
+        ("2024-01-19 10:30:00.1 UTC [77] [unknown]@[unknown]/[unknown] ", "%m [%p] %u@%d/%a "),
+        (
+            "[77]: [3-1] db=shop,user=app,app=psql 16.1,client=[local] ",
+            "[%p]: [%l-1] db=%d,user=%u,app=%a,client=%h ",
+        ),
+        ("2024-01-19 10:30:00 UTC [77] 3/17 28P01 ", "%t [%p] %v %e "),
+        (" sql_error_code = 00000 ", " sql_error_code = %e "),
+        ("", ""),
+    ],
+)
+def test_the_heads_of_lines_read_as_escapes(head, prefix):
+    assert pg_infer.to_prefix(pg_infer.lex(head)) == prefix

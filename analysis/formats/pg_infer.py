@@ -54,6 +54,7 @@ _BACKEND = re.compile(
     r"|checkpointer|walwriter|walsender|walreceiver|walsummarizer|archiver|startup"
     r"|postmaster|slotsync worker|io worker)" + _END
 )
+_HOSTNAME = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _NAME = re.compile(r"""[^\s\[\]():,@/|<>;="'.\-][^\s\[\]():,@/|<>;="']*""")
 _SPECIAL = {"[local]": "h", "[unknown]": "name"}
 _KEY = re.compile(r" ?= ?")
@@ -185,7 +186,7 @@ def lex(head: str) -> list[Token]:
                 if what == "h":
                     emit("h" if "h" not in used and "r" not in used else "", special)
                 else:
-                    emit(_name_role(out, used, head, i + len(special)), special)
+                    emit(_name_role(out, used, head, i, i + len(special)), special)
                 i += len(special)
                 break
         else:
@@ -202,7 +203,7 @@ def lex(head: str) -> list[Token]:
                     key = KEYS.get(m.group(0).lower().strip("_"))
                     i += m.end() + k.end()
                     continue
-                emit(_name_role(out, used, head, i + m.end()), m.group(0))
+                emit(_name_role(out, used, head, i, i + m.end()), m.group(0))
                 i += m.end()
                 continue
             emit("", head[i])
@@ -277,8 +278,9 @@ def _is_sqlstate(text: str) -> bool:
     return digits and (any(c.isalpha() for c in text) or text.startswith("0"))
 
 
-def _name_role(out: list[Token], used: set[str], head: str, end: int) -> str:
+def _name_role(out: list[Token], used: set[str], head: str, start: int, end: int) -> str:
     """The escape of a name without a key, by the documentation's ``%u@%d/%a``."""
+    name = head[start:end]
     before = out[-1][1] if out and not out[-1][0] else ""
     if head[end : end + 1] == "@" and "u" not in used:
         return "u"
@@ -286,6 +288,8 @@ def _name_role(out: list[Token], used: set[str], head: str, end: int) -> str:
         return "d"
     if before.endswith("/") and "d" in used and "a" not in used:
         return "a"
+    if _HOSTNAME.fullmatch(name) and not used & {"h", "r"}:
+        return "h"  # log_hostname: a client's name, not a user's
     for letter in ("u", "d", "a", "i"):
         if letter not in used:
             return letter
