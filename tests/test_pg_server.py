@@ -188,6 +188,7 @@ def test_the_three_logs_of_a_real_server_agree_with_the_workload(con, server_log
         and f"application {AUTH!r}" in n
         for n in stderr.notes
     ), stderr.notes
+    assert not any(n.startswith("two prefixes") for n in stderr.notes), stderr.notes
     assert by_name[".csv"].notes[0] == "PostgreSQL csvlog log"
     assert by_name[".json"].notes[0] == "PostgreSQL jsonlog log"
     expected = {app: len(statements) for app, statements in ran.items()}

@@ -443,7 +443,7 @@ def describe(fields: dict[str, str]) -> str:
     return ", ".join(f"{LABELS.get(k, k)} {v!r}" for k, v in fields.items()) or "no fields"
 
 
-def notes(fits: list[Fit], starts: int) -> list[str]:
+def notes(fits: list[Fit], starts: int, bodies: list[str]) -> list[str]:
     """What the load says about the inferred prefix: which one, what it read, and any
     other prefix that explains the lines as well but reads them differently."""
     best = fits[0]
@@ -455,11 +455,13 @@ def notes(fits: list[Fit], starts: int) -> list[str]:
     for other in fits[1:]:
         if (other.lines, other.swallowed) != (best.lines, best.swallowed):
             break
-        if other.first != best.first and other.first_line == best.first_line:
+        # the other reading of the line the note shows
+        theirs = _fields(other.prefix, bodies[best.first_line])
+        if theirs and theirs != best.first:
             out.append(
                 f"two prefixes explain the lines equally: {best.prefix.text!r} (used: "
                 f"{describe(best.first)}) and {other.prefix.text!r} "
-                f"({describe(other.first)}); give --log-line-prefix to choose"
+                f"({describe(theirs)}); give --log-line-prefix to choose"
             )
             break
     return out

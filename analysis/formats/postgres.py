@@ -151,7 +151,7 @@ def choose_prefix(
                 f"postgresql.conf if it is one (first line: {shown!r})"
             )
         prefix, matched = fits[0].prefix, fits[0].lines
-        notes.extend(pg_infer.notes(fits, starts))
+        notes.extend(pg_infer.notes(fits, starts, bodies))
     if matched < 0.9 * starts:
         notes.append(
             f"only {matched:,} of the first {starts:,} unindented lines start with "
