@@ -15,7 +15,7 @@ LAB_PARAMS ?=
 # Jupyter refuses to run as root unless told; these machines and CI run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help venv sample report test lint format bench fuzz lab lab-data hooks chromium clean
+.PHONY: help venv sample report test lint format bench fuzz lab lab-data hooks chromium postgresql clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -38,7 +38,7 @@ sample: $(SAMPLE)  ## generate the sample incident under data/sample/
 report: $(SAMPLE)  ## write reports/2024-01-19-auth/ for the sample
 	$(BIN)/postmortem report
 
-test: $(STAMP) lint chromium  ## lint, then run the whole test suite
+test: $(STAMP) lint chromium postgresql  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (code and notebooks), the import layers, notebooks without outputs
@@ -61,6 +61,19 @@ chromium:
 	  else \
 	    echo "make: chromium is missing (install it as root: apt-get install chromium);" \
 	         "the browser test will skip"; \
+	  fi; }
+
+# The real-server test (tests/test_pg_server.py) starts a private PostgreSQL cluster. Debian's
+# postgresql is installed here (as root) when no server is found; Debian keeps initdb and
+# pg_ctl in /usr/lib/postgresql/<version>/bin. Elsewhere the test skips, and fails in CI.
+postgresql:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+	      || echo "make: could not install postgresql; the real-server test will say so"; \
+	  else \
+	    echo "make: the PostgreSQL server is missing (install it as root: apt-get install" \
+	         "postgresql); the real-server test will skip"; \
 	  fi; }
 
 ifdef DATABASE

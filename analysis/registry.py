@@ -92,8 +92,9 @@ def _builtin() -> list[Reader]:
             ("queries",),
             postgres.read,
             sniff=postgres.sniff,
-            help="stderr (any log_line_prefix), syslog, csvlog or jsonlog, "
-            "with log_min_duration_statement",
+            help="stderr with any log_line_prefix (inferred), syslog, csvlog, jsonlog, "
+            "RDS/Aurora, Cloud SQL's JSON export, Heroku logplex; with "
+            "log_min_duration_statement",
         ),
         Reader(
             "mysql-slow",

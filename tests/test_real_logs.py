@@ -22,15 +22,13 @@ import pytest
 
 from analysis import load
 from analysis.fingerprint import fingerprint
-from analysis.formats import sshd
+from analysis.formats import pg_common, sshd
 from tests.conftest import require_shared
 
 PEERS = Path(__file__).parent / "peer_results"
 PGBADGER = json.loads((PEERS / "pgbadger.json").read_text(encoding="utf-8"))
 PT_QUERY_DIGEST = json.loads((PEERS / "pt-query-digest.json").read_text(encoding="utf-8"))
 
-#: pgbadger cannot detect this prefix either; both are given it (see the recorded command)
-PREFIXES = {"pgbadger/postgresql_param_range.log": "%t [%p]: [%l-1] [%x] usr=%u,db=%d,appli=%a "}
 #: pgBadger 12.0 (Debian's) has no CloudNativePG reader: checked against the file itself
 NOT_COMPARABLE = {"pgbadger/cnpg.log.gz"}
 #: class sizes that legitimately differ from pgbadger's, and why
@@ -41,6 +39,22 @@ OUR_CLASS_SIZES = {
     # '[?-02-23t00:?'...) in the text: one class per execution. We keep $n as ? and fold
     # the IN list, so the statement is one class of 3, as pg_stat_statements would count it.
     "pgbadger/postgresql_param_range.log": [3],
+}
+#: what the load must say it inferred (pgbadger needs -p for some of these)
+PREFIXES = {
+    "pgbadger/begin_end.log": "%t [%p]: db=%d,user=%u,app=%a,client=%h ",
+    "pgbadger/cloudsql.log.gz": "[%p]: [%l-1] db=%d,user=%u ",
+    "pgbadger/light.postgres.log.bz2": "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "pgbadger/logplex.gz": " sql_error_code = %e ",
+    "pgbadger/multiline_param.log": "%m [%p] user=%u,db=%d ",
+    "pgbadger/pg-timezones.log": "%t:%h:%u@%d:[%p]:",
+    "pgbadger/pg_rawcsv.log": "%m [%p] %q%u@%d ",
+    "pgbadger/postgresql_param_range.log": "%t [%p]: [%l-1] [%x] usr=%u,db=%d,appli=%a ",
+    "pgbadger/queryid.log.gz": "%m [%p] [queryid=%Q] %u@%d ",
+    "pgbadger/stmt_type.log": "%m [%p] ",
+    "pgbadger/tempfile_only.log.gz": "%t [%p]: [%l-1] user=%u,db=%d ",
+    "lnav/logfile_postgres.1": "%m [%p] ",
+    "elastic-beats/postgresql-9.6-debian-with-slowlog.log": "%m [%p] %q%u@%d ",
 }
 
 
@@ -57,18 +71,80 @@ def load_one(con, path: Path, **kwargs) -> load.FileResult:
     return load.load(con, **kwargs, queries=path).files[0]
 
 
+def statements_without_duration(con, source_id: int) -> list[str]:
+    """The ``statement:`` entries of log_statement that no duration follows: pgbadger
+    counts them as queries (without a duration), we keep them in server_events."""
+    rows = con.execute(
+        "select message from server_events e where source_id = ? and severity = 'LOG' "
+        "and starts_with(message, 'statement: ')",
+        [source_id],
+    ).fetchall()
+    return [r[0].removeprefix("statement: ") for r in rows]
+
+
+def test_every_postgres_file_is_compared(con):
+    real = require_shared()
+    files = {
+        str(p.relative_to(real))
+        for p in real.rglob("*")
+        if p.is_file() and p.suffix not in (".md",) and p.name != "LICENSE"
+        and (p.parent.name == "pgbadger" or "postgres" in p.name)
+    }  # fmt: skip
+    assert files == set(PGBADGER["files"])
+
+
 @pytest.mark.parametrize("name", sorted(set(PGBADGER["files"]) - NOT_COMPARABLE))
 def test_postgres_logs_count_as_pgbadger(con, name):
     real = require_shared()
     peer = PGBADGER["files"][name]
-    fr = load_one(con, real / name, query_format="postgres", log_line_prefix=PREFIXES.get(name))
+    # no log_line_prefix given: the layout and the prefix come from the lines
+    fr = load_one(con, real / name, query_format="postgres")
+    if name in PREFIXES:
+        assert fr.notes[0].endswith(f"log_line_prefix {PREFIXES[name]!r}"), fr.notes
     # pgbadger's queries_number counts `statement` and `execute` durations; parse and
     # bind durations are steps of an execute, counted apart by both (multiline_param.log,
-    # anonymize.log)
-    assert (fr.rows_read, fr.rows_loaded) == (peer["queries_number"], peer["queries_number"])
-    assert class_sizes(con, fr.source_id) == OUR_CLASS_SIZES.get(name, peer["class_sizes"])
+    # anonymize.log). It also counts a log_statement `statement:` entry that has no
+    # duration (cloudsql.log.gz, csv_statement_without_duration.log): a query without a
+    # duration is not a row of db_queries (duration_ms is required), so we keep it in
+    # server_events, counted in the notes; ours plus those are pgbadger's.
+    untimed = statements_without_duration(con, fr.source_id)
+    assert fr.rows_read == fr.rows_loaded == peer["queries_number"] - len(untimed)
+    if untimed:
+        assert any(pg_common.STATEMENTS in n for n in fr.notes)
+    ours = class_sizes(con, fr.source_id) + [1] * len(set(map(fingerprint, untimed)))
+    assert sorted(ours, reverse=True) == OUR_CLASS_SIZES.get(name, peer["class_sizes"])
     if fr.rows_loaded:
         assert_fingerprinted_row_by_row(con, fr.source_id)
+
+
+def test_managed_services_logs_as_pgbadger_tests_read_them(con):
+    # pgbadger's t/03_consistency.t: the Heroku log's CTE durations of database GREEN sum to
+    # 21761.546 ms; t/04_advanced.t-era consistency: the Cloud SQL log has 151 connections
+    # of user cloudsqladmin to database cloudsqladmin
+    real = require_shared()
+    fr = load_one(con, real / "pgbadger/logplex.gz", query_format="postgres")
+    total = con.execute(
+        "select round(sum(duration_ms), 3) from db_queries where source_id = ? "
+        "and db_host = 'GREEN' and fingerprint like 'with %'",
+        [fr.source_id],
+    ).fetchone()[0]
+    assert float(total) == 21761.546
+    assert con.execute(
+        "select distinct pid from db_queries where source_id = ? order by 1", [fr.source_id]
+    ).fetchall() == [("4821",), ("4882",), ("4886",), ("5925",)]
+    fr = load_one(con, real / "pgbadger/cloudsql.log.gz", query_format="postgres")
+    assert con.execute(
+        "select count(*) from server_events where source_id = ? and \"user\" = 'cloudsqladmin' "
+        "and database = 'cloudsqladmin' and starts_with(message, 'connection authorized')",
+        [fr.source_id],
+    ).fetchone() == (151,)
+    # the entries' times are Cloud Logging's, the server is the instance's id
+    assert (
+        con.execute("select min(ts) from server_events where source_id = ?", [fr.source_id])
+        .fetchone()[0]
+        .isoformat()
+        == "2020-05-02T13:00:20.382318"
+    )
 
 
 def assert_fingerprinted_row_by_row(con, source_id: int) -> None:

@@ -10,6 +10,9 @@ does not say). :func:`finish_chunk` then splits the entries, as pgbadger counts 
   ``LOG:  statement: …`` / ``execute …:`` (``log_statement``) of the same process;
 - ``duration: X ms  parse …`` and ``bind …`` are steps of an execution whose ``execute``
   line is the query: pgbadger counts them apart, not as queries, and so do we;
+- ``LOG:  statement: …`` alone (``log_statement`` without a duration to pair with) is not a
+  timed query: it is kept in ``server_events`` and counted apart (pgbadger counts it as a
+  query without a duration);
 - every other entry (connections, errors, ``FATAL:  password authentication failed``,
   checkpoints, ``DETAIL``/``STATEMENT`` lines) goes to ``server_events``.
 """
@@ -20,6 +23,10 @@ import duckdb
 
 from analysis import db, kinds, validate
 from analysis.formats import common
+
+#: the note's name for ``statement:`` entries of log_statement: not timed, so not queries
+#: (pgbadger counts them as queries without a duration)
+STATEMENTS = "'statement:' entries of log_statement, without a duration"
 
 #: extra text columns a PostgreSQL query row may carry, besides the kind's fields
 EXTRAS = ("db_user", "database", "client_ip", "pid", "session_id", "query_id")
@@ -45,7 +52,9 @@ REC_COLUMNS = (
 
 # Group 1 is the whole head: the statement is what follows it (a group of its own would
 # make RE2 scan every statement for submatches).
-_DURATION = r"^(duration: ([0-9]+(?:\.[0-9]*)?) ms(?:  (statement|execute|parse|bind)[^:\n]*: )?)"
+_DURATION = (
+    r"^(duration: ([0-9]+(?:\.[0-9]*)?) ms(?: {1,2}(statement|execute|parse|bind)[^:\n]*: )?)"
+)
 _STATEMENT_ONLY = r"^(?:statement|execute[^:\n]*): ((?s:.*))$"
 
 # Zone abbreviations as PostgreSQL prints them (its "Default" abbreviation set, where CST
@@ -145,6 +154,7 @@ def finish_chunk(
         ), classed as (
             select *,
                    case when pre_reason is not null then 'query'
+                        when stmt_only is not null then 'statement'
                         when severity <> 'LOG' or d.dur = '' then 'other'
                         when d.verb in ('statement', 'execute') then 'query'
                         when d.verb in ('parse', 'bind') then 'parse/bind'
@@ -187,6 +197,8 @@ def finish_chunk(
     ).fetchall():
         if what == "parse/bind":
             counts.add("parse/bind durations (steps of an execute, as in pgbadger)", n)
+        elif what == "statement":
+            counts.add(STATEMENTS, n)
         else:
             counts.add(severity or "no severity", n)
     cols = ", ".join(

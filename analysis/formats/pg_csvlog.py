@@ -36,7 +36,7 @@ _MARKED = rf"""
     select line, txt,
            coalesce(sum({_QUOTES}) over (order by line rows between unbounded preceding
                                                                 and 1 preceding), 0) % 2 = 0
-           and regexp_matches(txt, '^\d{{4}}-\d\d-\d\d ') as is_start
+           and regexp_matches(txt, '^"?\d{{4}}-\d\d-\d\d ') as is_start
     from _fmt_src
 """  # noqa: S608 - fixed SQL
 

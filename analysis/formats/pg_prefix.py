@@ -1,4 +1,4 @@
-"""PostgreSQL's ``log_line_prefix``: translated into a regex, or detected from the lines.
+"""PostgreSQL's ``log_line_prefix``: translated into a regex (:mod:`.pg_infer` infers it).
 
 Every ``%`` escape of the PostgreSQL documentation (runtime-config-logging) becomes a
 capture group; the text between escapes is matched literally. ``%q`` makes the rest of the
@@ -49,39 +49,6 @@ ESCAPES: dict[str, tuple[str, str]] = {
 _ESCAPE = re.compile(r"%(-?\d+)?(.)")
 _RE2_SPECIAL = set("\\.^$|?*+()[]{}")
 
-#: layouts tried when no prefix is given, most informative first (ties go to the first)
-COMMON = (
-    "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
-    "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
-    "%t [%p]: [%l-1] user=%u,db=%d ",
-    "%m [%p]: [%l-1] user=%u,db=%d ",
-    "%t [%p]: user=%u,db=%d,app=%a,client=%h ",
-    "%m [%p]: user=%u,db=%d,app=%a,client=%h ",
-    "%m [%p] user=%u,db=%d,app=%a,client=%h ",
-    "%t [%p] user=%u,db=%d,app=%a,client=%h ",
-    "%m [%p] user=%u,db=%d ",
-    "%t [%p] user=%u,db=%d ",
-    "%m [%p] [queryid=%Q] %u@%d ",
-    "%m [%p] %q%u@%d ",
-    "%t [%p] %q%u@%d ",
-    "%t [%p-%l] %q%u@%d ",
-    "%m [%p-%l] %q%u@%d ",
-    "%m %u@%d %p %r %a : ",
-    "%t [%p]: [%l-1] ",
-    "%m [%p]: [%l-1] ",
-    "%t [%p]: ",
-    "%m [%p]: ",
-    "%m [%p] ",
-    "%t [%p] ",
-    "< %m >",
-    "%m ",
-    "%t ",
-    "user=%u,db=%d,app=%a,client=%h ",
-    "user=%u,db=%d ",
-    "%u@%d ",
-    "",
-)
-
 
 @dataclass(frozen=True)
 class Prefix:
@@ -113,7 +80,7 @@ class Prefix:
 
     def start_regex(self) -> str:
         """Regex that tells a first line of a log entry (cheap: no message group)."""
-        return f"^{self.regex}(?:{SEVERITIES}):  "
+        return f"^{self.regex}(?:{SEVERITIES}): "
 
 
 def _literal(text: str) -> str:
