@@ -22,13 +22,14 @@ create table if not exists sources (
     rows_read bigint not null,
     rows_loaded bigint not null,
     rows_rejected bigint not null,
+    rows_skipped bigint not null default 0,   -- records that are not attempts or queries
     unique (kind, sha256, options)
 );
 create table if not exists auth_events (
     source_id integer not null,
     line bigint not null,
     ts timestamp not null,          -- UTC
-    user_id varchar not null,
+    user_id varchar,                -- null: the source does not know the user
     outcome varchar not null,       -- success | failure
     request_id varchar,
     error_code varchar,
@@ -124,6 +125,8 @@ def connect(
     con.execute(CSV_UNQUOTE_MACRO)
     if not read_only:
         con.execute(SCHEMA)
+        # databases made before rows_skipped was counted
+        con.execute("alter table sources add column if not exists rows_skipped bigint default 0")
         if "options" not in columns_of(con, "sources"):
             con.close()
             raise SchemaError(

@@ -34,7 +34,8 @@ AUTH = Kind(
     "auth",
     "auth_events",
     ("ts", "user_id", "outcome", "request_id", "error_code", "latency_ms", "auth_path"),
-    ("ts", "user_id", "outcome"),
+    # user_id where the source knows it: an attempt before the user is identified has none
+    ("ts", "outcome"),
     numeric=("latency_ms",),
 )
 
@@ -93,6 +94,10 @@ class FileResult:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
+    #: records the format says are not attempts or queries (rows_read = loaded + rejected +
+    #: skipped), by kind in ``skipped``
+    rows_skipped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
     already_loaded: bool = False
     notes: list[str] = field(default_factory=list)
     #: rows that were not JSON objects at all (tells a file that is not JSON Lines)
@@ -110,8 +115,9 @@ class LoadResult:
         return [f.source_id for f in self.files if f.kind == kind]
 
     def totals(self, kind: str) -> dict[str, int]:
-        """rows_read, rows_loaded and rows_rejected summed over one kind's files."""
-        out = {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0}
+        """rows_read, rows_loaded, rows_rejected and rows_skipped summed over one kind's
+        files."""
+        out = {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0, "rows_skipped": 0}
         seen: set[int] = set()
         for f in self.files:
             # the same file given twice is one source, counted once
@@ -120,6 +126,7 @@ class LoadResult:
                 out["rows_read"] += f.rows_read
                 out["rows_loaded"] += f.rows_loaded
                 out["rows_rejected"] += f.rows_rejected
+                out["rows_skipped"] += f.rows_skipped
         return out
 
 

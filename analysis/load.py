@@ -263,12 +263,14 @@ def _load_file(
     )
     row = db.one(
         con,
-        "select source_id, rows_read, rows_loaded, rows_rejected, format from sources "
+        "select source_id, rows_read, rows_loaded, rows_rejected, format, rows_skipped "
+        "from sources "
         "where kind = ? and sha256 = ? and options = ?",
         [kind.name, digest, options],
     )
     if row:
         res = FileResult(kind.name, str(path), row[4], digest, row[0], row[1], row[2], row[3])
+        res.rows_skipped = row[5] or 0
         res.already_loaded = True
         return res
     source_id = db.one(con, "select coalesce(max(source_id), 0) + 1 from sources")[0]
@@ -280,7 +282,7 @@ def _load_file(
     common.drop_temp(con)  # on failure, the rollback drops them
     con.execute(
         "insert into sources (source_id, kind, path, format, sha256, options, rows_read, "
-        "rows_loaded, rows_rejected) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "rows_loaded, rows_rejected, rows_skipped) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             source_id,
             kind.name,
@@ -291,6 +293,7 @@ def _load_file(
             res.rows_read,
             res.rows_loaded,
             res.rows_rejected,
+            res.rows_skipped,
         ],
     )
     return res
@@ -301,9 +304,10 @@ def describe(result: LoadResult) -> list[str]:
     out = []
     for f in result.files:
         state = "already loaded, skipped" if f.already_loaded else "loaded"
+        skipped = f", {f.rows_skipped:,} skipped" if f.rows_skipped else ""
         out.append(
             f"{f.kind:<9} {f.path}: {f.rows_read:,} read, {f.rows_loaded:,} loaded, "
-            f"{f.rows_rejected:,} rejected ({f.format}, {state})"
+            f"{f.rows_rejected:,} rejected{skipped} ({f.format}, {state})"
         )
         out.extend(f"          note: {n}" for n in f.notes)
     return out

@@ -230,7 +230,7 @@ class Run:
             with firsts as (
                 select user_id, min(ts) as first
                 from v_auth
-                where is_system_failure(outcome, error_code, $codes)
+                where is_system_failure(outcome, error_code, $codes) and user_id is not null
                 group by user_id
             ), final as (
                 select time_bucket($bucket::interval, first) as bucket, count(*) as users
@@ -346,6 +346,7 @@ class Run:
                 "rows_read": f.rows_read,
                 "rows_loaded": f.rows_loaded,
                 "rows_rejected": f.rows_rejected,
+                "rows_skipped": f.rows_skipped,
             }
             for f in self.loaded.files
         ]
