@@ -504,6 +504,26 @@ def test_mysql_time_without_set_timestamp_is_the_last_time_line(con, tmp_path):
     ]
 
 
+def test_mysql_iso_time_line_wins_over_set_timestamp_and_lock_time_is_exact(con, tmp_path):
+    text = (
+        "# Time: 2019-03-24T14:01:47.811234Z\n# User@Host: a[a] @ h []\n"
+        "# Query_time: 2.475469  Lock_time: 0.000090 Rows_sent: 0  Rows_examined: 0\n"
+        "SET timestamp=1553436105;\nSELECT 1;\n"
+        # no '# Time:' of its own: the carried one is another entry's, SET timestamp wins
+        "# User@Host: a[a] @ h []\n"
+        "# Query_time: 0.000001  Lock_time: 0.000287 Rows_sent: 0  Rows_examined: 0\n"
+        "SET timestamp=1553436200;\nSELECT 2;\n"
+    )
+    f = write(tmp_path / "slow.log", text)
+    load.load(con, queries=f, query_format="mysql-slow")
+    assert con.execute(
+        "select ts, duration_ms, lock_time_ms from db_queries order by line"
+    ).fetchall() == [
+        (datetime(2019, 3, 24, 14, 1, 47, 811234), 2475.469, "0.09"),
+        (datetime(2019, 3, 24, 14, 3, 20), 0.001, "0.287"),
+    ]
+
+
 def test_a_file_that_is_no_slow_log_is_one_clear_error(con, tmp_path):
     f = write(tmp_path / "slow.log", pg_line("duration: 1 ms  statement: SELECT 1"))
     with pytest.raises(load.LoadError, match="no '# Time:'.*not a MySQL slow query log"):

@@ -282,3 +282,56 @@ def test_a_report_from_an_sshd_log_and_a_postgres_log_alone(tmp_path):
     assert s["db"]["queries_per_auth"]["method"] == "all-queries"
     assert s["auth"]["attempts"] > 0
     assert s["auth"]["system_failures"] == 0  # wrong passwords and unknown users
+
+
+#: each MySQL slow log: its entries' times and lock times as the files give them (read with
+#: grep: '# Time:', 'Lock_time:' and 'SET timestamp=' of each entry). MySQL 5.7+ writes an
+#: ISO '# Time:' with microseconds for every entry, the query's end; 'SET timestamp' is its
+#: start in whole seconds (2 s earlier in the 8.0.15 log, where the queries ran 2.5 s)
+MYSQL_TIMES = {
+    "elastic-beats/mysql-ubuntu-8.0.15-slow.log": [
+        (datetime(2019, 3, 24, 14, 1, 47, 811234), "0.287"),
+        (datetime(2019, 3, 24, 14, 4, 53, 713951), "0.145"),
+    ],
+    "lnav/logfile_mysql_slow.0": [
+        (datetime(2021, 1, 26, 23, 45, 57, 678222), "11.542"),
+        (datetime(2021, 1, 26, 23, 45, 58, 73818), "11.599"),
+        (datetime(2021, 1, 26, 23, 45, 58, 456739), "0.09"),
+        (datetime(2021, 1, 26, 23, 45, 58, 470741), "0.073"),
+        (datetime(2021, 1, 26, 23, 46, 0, 565861), "0.103"),
+        (datetime(2021, 1, 26, 23, 46, 0, 584120), "0.074"),
+    ],
+    "percona-toolkit/mysql5.7.log": [
+        (datetime(2016, 7, 20, 18, 13, 25, 698433), "0.324"),
+        (datetime(2016, 7, 20, 18, 13, 25, 699880), "0.055"),
+    ],
+    # the old '# Time: 071218 11:48:27' (local, whole seconds): SET timestamp wins where the
+    # entry has one (epoch 1197996507 is 16:48:27 UTC), as pt-query-digest reads it
+    "percona-toolkit/slow002.txt": [
+        (datetime(2007, 12, 18, 11, 48, 27), "0.0"),
+        (datetime(2007, 12, 18, 16, 48, 27), "0.091"),
+        (datetime(2007, 12, 18, 16, 48, 27), "0.077"),
+        (datetime(2007, 12, 18, 11, 48, 27), "0.028"),
+        (datetime(2007, 12, 18, 16, 48, 27), "0.027"),
+        (datetime(2007, 12, 18, 11, 48, 27), "0.027"),
+        (datetime(2007, 12, 18, 16, 48, 28), "0.027"),
+        (datetime(2007, 12, 18, 11, 48, 27), "0.027"),
+    ],
+    "percona-toolkit/slow059.txt": [
+        (datetime(2013, 11, 28, 1, 5, 31), "0.114"),
+        (datetime(2013, 11, 28, 1, 5, 31), "0.122"),
+        (datetime(2013, 11, 28, 1, 5, 31), "0.048"),
+    ],
+    "percona-toolkit/slow015.txt": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MYSQL_TIMES))
+def test_mysql_slow_log_times_and_lock_times(con, name):
+    real = require_shared()
+    fr = load_one(con, real / name, query_format="mysql-slow")
+    rows = con.execute(
+        "select ts, lock_time_ms from db_queries where source_id = ? order by line",
+        [fr.source_id],
+    ).fetchall()
+    assert rows == MYSQL_TIMES[name]
