@@ -12,8 +12,18 @@ import re
 from datetime import datetime
 from typing import Any
 
+from analysis import server_events
+
 #: the charts of a report, in the order the draft links them
-CHARTS = ("overview", "error_codes", "fingerprints", "affected_users", "dimensions", "bypass")
+CHARTS = (
+    "overview",
+    "error_codes",
+    "fingerprints",
+    "affected_users",
+    "dimensions",
+    "bypass",
+    "server_events",  # drawn only when the database logged errors of its own
+)
 
 # what Markdown could read as markup in the middle of a line (a '-' or '.' only matters at
 # the start of a line, and data never starts a line here)
@@ -99,6 +109,7 @@ def chart_titles(s: dict[str, Any]) -> dict[str, str]:
         )
     else:
         titles["fingerprints"] = f"No query fingerprints (queries per auth: {qpa['method']})"
+    titles["server_events"] = server_events.title(s)
     dims = s["dimensions"]
     if dims:
         d = dims[0]
@@ -220,6 +231,9 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
         f"- Database p95 latency: {_num(lat['baseline'], ',.1f')} ms at baseline, "
         f"{_num(lat['incident'], ',.1f')} ms in the window."
     )
+    said = server_events.draft_sentence(s)
+    if said:
+        lines.append(said)
     if s["dimensions"]:
         d = s["dimensions"][0]
         lines.append(

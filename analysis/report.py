@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 import analysis
-from analysis import charts, config, db, draft, load, metrics, params, summary
+from analysis import charts, config, db, draft, load, metrics, params, server_events, summary
 from analysis.metrics import Params
 
 STAGING_ENV = "POSTMORTEM_STAGING_DIR"
@@ -278,6 +278,15 @@ class Run:
             elif name == "bypass":
                 charts.plot_bypass(
                     r.series, declared=declared, events=r.timeline, title=titles[name], ax=ax
+                )
+            elif name == "server_events":
+                server_events.plot(
+                    server_events.series(self.con, ap),
+                    declared=declared,
+                    bucket=ap.bucket,
+                    title=titles[name],
+                    timeline=r.timeline,
+                    ax=ax,
                 )
             else:
                 raise ValueError(f"no chart named {name!r}; see draft.CHARTS")

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analysis import compare, db, detect, metrics, privacy
+from analysis import compare, db, detect, metrics, privacy, server_events
 from analysis.load import LoadResult
 from analysis.metrics import Params, Scope, iso
 
@@ -219,6 +219,7 @@ def analyse(
             "baseline_guard_minutes": params.guard_minutes,
         },
     }
+    summary["db"]["server_events"] = server_events.figures(con, params)
     if scope.qpa_method != "request_id":
         summary["db"]["queries_per_auth"]["auth_callers"] = list(scope.auth_callers)
     return Analysis(summary, series_df, codes_df, fps, dims, events, detected)
