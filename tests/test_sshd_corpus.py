@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from analysis import load
-from tests.conftest import require_shared
+from tests.conftest import require_shared, write
 
 CORPUS = "fail2ban/sshd"
 F2B_ZONE = ZoneInfo("Europe/Zurich")
@@ -212,3 +212,110 @@ def test_elastic_beats_auth_log(con):
         (3, "test", "failure", "user_not_found", "10.0.2.2"),
         (4, "root", "failure", "invalid_password", "216.160.83.57"),
     ]
+
+
+RULES = """\
+Mar  7 18:53:20 bar sshd[10]: pam_unix(sshd:auth): authentication failure; logname= uid=0 \
+euid=0 tty=ssh ruser= rhost=192.0.2.1  user=rda
+Mar  7 18:53:21 bar sshd[10]: Accepted password for rda from 192.0.2.1 port 5 ssh2
+Mar  7 18:54:00 bar sshd[11]: pam_unix(sshd:auth): authentication failure; logname= uid=0 \
+euid=0 tty=ssh ruser=root rhost=192.0.2.2
+Mar  7 18:54:01 bar sshd[11]: Accepted password for known from 192.0.2.2 port 5 ssh2
+Mar  7 18:55:00 bar sshd[12]: Failed publickey for git from 192.0.2.3 port 6 ssh2: RSA SHA256:x
+Mar  7 18:55:00 bar sshd[12]: Accepted publickey for git from 192.0.2.3 port 6 ssh2: ED25519 y
+Mar  7 18:56:00 bar sshd[13]: Connection from 192.0.2.4 port 7 on 10.0.0.1 port 22
+Mar  7 18:56:03 bar sshd[13]: Disconnecting: Too many authentication failures for root [preauth]
+Mar  7 18:57:00 bar sshd[14]: error: maximum authentication attempts exceeded for invalid user \
+xxx from 192.0.2.5 port 8 ssh2 [preauth]
+Mar  7 18:57:00 bar sshd[14]: Disconnecting invalid user xxx 192.0.2.5 port 8: Too many \
+authentication failures [preauth]
+Mar  7 18:58:00 sshd[15]: Invalid user  from ::ffff:192.0.2.6 port 9
+<38>1 2024-03-07T18:59:00.5Z h2 sshd-session 16 - - Failed password for root from 192.0.2.7 \
+port 10 ssh2
+Mar  7 19:00:00 bar sshd[17]: [ID 800047 auth.info] Failed keyboard-interactive for \
+<invalid username> from 192.0.2.8 port 11 ssh2
+Mar  7 19:01:00 bar sshd[18]: User root from 192.0.2.9 not allowed because not listed in AllowUsers
+Mar  7 19:02:00 bar sshd[19]: Did not receive identification string from 192.0.2.10
+"""
+
+
+def test_each_attempt_once_by_process_and_user(con, tmp_path):
+    f = write(tmp_path / "auth.log", RULES)
+    fr = load.load(con, auth=f, auth_format="sshd", year=2024).files[0]
+    assert con.execute(
+        "select line, ts, user_id, outcome, error_code, client_ip, event from auth_events "
+        "order by line"
+    ).fetchall() == [
+        # a PAM failure of rda, then rda's Accepted: one login
+        (2, datetime(2024, 3, 7, 18, 53, 21), "rda", "success", None, "192.0.2.1", "accepted"),
+        # a PAM failure of root (the name asked for, ruser=; no user=: unknown to the system)
+        # then another user's login: two attempts
+        (
+            3,
+            datetime(2024, 3, 7, 18, 54),
+            "root",
+            "failure",
+            "user_not_found",
+            "192.0.2.2",
+            "pam_failure",
+        ),
+        (4, datetime(2024, 3, 7, 18, 54, 1), "known", "success", None, "192.0.2.2", "accepted"),
+        # a key offered before the one that worked: one login
+        (6, datetime(2024, 3, 7, 18, 55), "git", "success", None, "192.0.2.3", "accepted"),
+        # no address on the line: the process's 'Connection from' lends it
+        (
+            8,
+            datetime(2024, 3, 7, 18, 56, 3),
+            "root",
+            "failure",
+            "invalid_credentials",
+            "192.0.2.4",
+            "too_many",
+        ),
+        # the Disconnecting line after it closes the same attempts
+        (
+            9,
+            datetime(2024, 3, 7, 18, 57),
+            "xxx",
+            "failure",
+            "user_not_found",
+            "192.0.2.5",
+            "too_many",
+        ),
+        # no host name in the header, an empty user name, an IPv4-mapped address
+        (
+            11,
+            datetime(2024, 3, 7, 18, 58),
+            None,
+            "failure",
+            "user_not_found",
+            "192.0.2.6",
+            "invalid_user",
+        ),
+        # RFC 5424: its own time and zone, sshd-session
+        (
+            12,
+            datetime(2024, 3, 7, 18, 59, 0, 500000),
+            "root",
+            "failure",
+            "invalid_password",
+            "192.0.2.7",
+            "failed",
+        ),
+        # Solaris
+        (13, datetime(2024, 3, 7, 19), None, "failure", "user_not_found", "192.0.2.8", "failed"),
+        (
+            14,
+            datetime(2024, 3, 7, 19, 1),
+            "root",
+            "failure",
+            "account_locked",
+            "192.0.2.9",
+            "not_allowed",
+        ),
+    ]
+    assert (fr.rows_read, fr.rows_loaded, fr.rows_rejected, fr.rows_skipped) == (15, 10, 0, 5)
+    assert fr.skipped == {
+        "sshd, the same attempt as another line of its process": 3,
+        "sshd, not an attempt (connections, key exchange, disconnects…)": 2,
+    }

@@ -146,7 +146,11 @@ _STAGE = r"""
                    as msg
         from h
     ), marked as (
-        select *, prog is not null as is_syslog, starts_with(prog, 'sshd') as is_sshd from parts
+        select * exclude (msg), prog is not null as is_syslog,
+               starts_with(prog, 'sshd') as is_sshd,
+               -- the message patterns are tried on sshd's lines only
+               case when starts_with(prog, 'sshd') then msg end as msg
+        from parts
     ), sshd as (
         select line, txt, is_syslog, is_sshd, host, pid, {ts} as ts, {month} as mon_n,
                regexp_extract(msg, $accepted, ['method', 'user', 'ip', 'port']) as a,
