@@ -75,6 +75,10 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
             checks.append(f"when {col} < 0 then 'negative {n}: ' || {f[n]}")
             checks.append(f"when isinf({col}) or isnan({col}) then 'non-finite {n}'")
     if kind is AUTH:
+        # a failure may come before the user is identified (user_id null); a login, never
+        checks.append(
+            "when outcome = 'success' and user_id is null then 'missing required field user_id'"
+        )
         checks.append(
             "when outcome not in ('success', 'failure') then 'unknown outcome: ' || "
             + f"left({f['outcome']}, 60)"

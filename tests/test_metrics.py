@@ -171,7 +171,7 @@ def test_bypass_audit(fixture_summary):
 
 def test_ingest_counts(fixture_summary):
     i = fixture_summary["ingest"]
-    assert i["auth"] == {"rows_read": 34, "rows_loaded": 34, "rows_rejected": 0}
+    assert i["auth"] == {"rows_read": 34, "rows_loaded": 34, "rows_rejected": 0, "rows_skipped": 0}
     assert i["queries"]["rows_read"] == i["queries"]["rows_loaded"] == 10 * 3 + 3 + 21 * 8
 
 

@@ -241,7 +241,9 @@ _KEPT = rf"""
         when kind in {ANNOUNCING_KINDS!r} then pid is null or coalesce(
             case when user_id is null then next_any else least(next_same, next_anon) end
             - t > to_seconds($absorb), true)
-        else pid is null or coalesce(t - prev_auth > to_seconds($absorb), true)
+        when kind in {CLOSING_KINDS!r} then pid is null
+            or coalesce(t - prev_auth > to_seconds($absorb), true)
+        else false
     end
 """
 
