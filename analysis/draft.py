@@ -15,15 +15,9 @@ from typing import Any
 from analysis import server_events
 
 #: the charts of a report, in the order the draft links them
-CHARTS = (
-    "overview",
-    "error_codes",
-    "fingerprints",
-    "affected_users",
-    "dimensions",
-    "bypass",
-    "server_events",  # drawn only when the database logged errors of its own
-)
+CHARTS = ("overview", "error_codes", "fingerprints", "affected_users", "dimensions", "bypass")
+#: charts drawn only when their data exist: the database's own errors
+OPTIONAL_CHARTS = ("server_events",)
 
 # what Markdown could read as markup in the middle of a line (a '-' or '.' only matters at
 # the start of a line, and data never starts a line here)
@@ -277,7 +271,7 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
         "",
     ]
     titles = chart_titles(s)
-    for name in [n for n in CHARTS if n in figures]:
+    for name in [n for n in CHARTS + OPTIONAL_CHARTS if n in figures]:
         lines.append(f"**{md(titles[name])}**")
         lines.append("")
         lines.append(f"![{md(titles[name])}](figures/{name}.png)")

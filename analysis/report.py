@@ -289,7 +289,7 @@ class Run:
                     ax=ax,
                 )
             else:
-                raise ValueError(f"no chart named {name!r}; see draft.CHARTS")
+                raise ValueError(f"no chart named {name!r}; see draft.CHARTS, OPTIONAL_CHARTS")
         self.figures[name] = charts.save_figure(fig, self.out_dir / "figures" / name)
         self._timed("charts", started)
         return fig
