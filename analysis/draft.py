@@ -283,6 +283,11 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
             lines.append(
                 f"- {key} rows: {i['rows_read']:,} read, {i['rows_loaded']:,} loaded, "
                 f"{i['rows_rejected']:,} rejected"
+                + (
+                    f", {i['rows_skipped']:,} skipped (not attempts or queries)"
+                    if i.get("rows_skipped")
+                    else ""
+                )
             )
     lines += ["- Inputs and their SHA-256: `manifest.json`", ""]
     return "\n".join(lines)
