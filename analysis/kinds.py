@@ -34,8 +34,9 @@ AUTH = Kind(
     "auth",
     "auth_events",
     ("ts", "user_id", "outcome", "request_id", "error_code", "latency_ms", "auth_path"),
-    # user_id where the source knows it: an attempt before the user is identified has none
-    ("ts", "outcome"),
+    # a file must name its users; a failure before the user is identified may have none
+    # (validate checks user_id for successes only)
+    ("ts", "user_id", "outcome"),
     numeric=("latency_ms",),
 )
 

@@ -63,7 +63,8 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
             typed.append(f"lower(trim({f[n]})) as {col}")
         else:
             typed.append(f"nullif(trim({f[n]}), '') as {col}")
-        if n in kind.required:
+        # user_id: see the check of AUTH below
+        if n in kind.required and not (kind is AUTH and n == "user_id"):
             checks.append(
                 f"when {f[n]} is null or trim({f[n]}) = '' then 'missing required field {n}'"
             )
