@@ -23,6 +23,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from analysis import server_events, times  # noqa: E402
+
 STYLE = {
     "font.family": "DejaVu Sans",
     "font.size": 9,
@@ -366,6 +368,53 @@ def html_image(png: bytes, alt: str) -> str:
     )
 
 
+def plot_server_events(
+    events_per_bucket: pd.DataFrame,
+    *,
+    declared: tuple[datetime, datetime],
+    bucket: str,
+    title: str,
+    timeline: pd.DataFrame | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """The database's errors per bucket, stacked by kind, the declared window shaded."""
+    from matplotlib.ticker import MaxNLocator
+
+    if ax is None:
+        ax = Figure(figsize=(10, 4.5), layout="constrained").add_subplot()
+    width = times.bucket_seconds(bucket) / 86400  # matplotlib's dates are in days
+    if not events_per_bucket.empty:
+        wide = events_per_bucket.pivot_table(
+            index="bucket", columns="kind", values="events", aggfunc="sum"
+        ).fillna(0)
+        x = mdates.date2num(pd.to_datetime(wide.index).to_pydatetime())
+        bottom = None
+        for kind in [k for k in server_events.KINDS if k in wide.columns]:
+            ax.bar(
+                x,
+                wide[kind].to_numpy(),
+                width=width,
+                bottom=bottom,
+                align="edge",
+                color=server_events.COLOURS[kind],
+                label=server_events.KINDS[kind],
+                lw=0,
+                zorder=2,  # above the shaded window
+            )
+            bottom = wide[kind].to_numpy() if bottom is None else bottom + wide[kind].to_numpy()
+        ax.legend(fontsize=8, loc="upper right")
+    shade_windows(ax, declared=declared, label=False)
+    if timeline is not None:
+        mark_events(ax, timeline, labels=False)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"errors per {bucket}")
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator())
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    ax.set_xlabel("time (UTC)")
+    ax.set_title(textwrap.fill(title, 70), loc="left")
+    return ax
+
+
 # --- the report's charts by name ---
 
 
@@ -382,6 +431,9 @@ class ChartData:
     detected: tuple[datetime, datetime] | None
     #: users per bucket of their first system failure; computed only for its chart
     first_failures: Callable[[], pd.DataFrame]
+    #: the database's own errors per bucket and kind; computed only for its chart
+    server_events: Callable[[], pd.DataFrame] = pd.DataFrame
+    bucket: str = "1min"
 
 
 def _one_axes(
@@ -415,6 +467,16 @@ CHARTS: dict[str, Callable[[ChartData, str], Figure]] = {
     ),
     "dimensions": _one_axes(
         lambda d, title, ax: plot_dimensions(d.dimensions, title=title, ax=ax)
+    ),
+    "server_events": _one_axes(
+        lambda d, title, ax: plot_server_events(
+            d.server_events(),
+            declared=d.declared,
+            bucket=d.bucket,
+            title=title,
+            timeline=d.events,
+            ax=ax,
+        )
     ),
     "bypass": _one_axes(
         lambda d, title, ax: plot_bypass(

@@ -12,8 +12,12 @@ import re
 from datetime import datetime
 from typing import Any
 
+from analysis import server_events
+
 #: the charts of a report, in the order the draft links them
 CHARTS = ("overview", "error_codes", "fingerprints", "affected_users", "dimensions", "bypass")
+#: charts drawn only when their data exist: the database's own errors
+OPTIONAL_CHARTS = ("server_events",)
 
 # what Markdown could read as markup in the middle of a line (a '-' or '.' only matters at
 # the start of a line, and data never starts a line here)
@@ -99,6 +103,7 @@ def chart_titles(s: dict[str, Any]) -> dict[str, str]:
         )
     else:
         titles["fingerprints"] = f"No query fingerprints (queries per auth: {qpa['method']})"
+    titles["server_events"] = server_events.title(s)
     dims = s["dimensions"]
     if dims:
         d = dims[0]
@@ -220,6 +225,9 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
         f"- Database p95 latency: {_num(lat['baseline'], ',.1f')} ms at baseline, "
         f"{_num(lat['incident'], ',.1f')} ms in the window."
     )
+    said = server_events.draft_sentence(s)
+    if said:
+        lines.append(said)
     if s["dimensions"]:
         d = s["dimensions"][0]
         lines.append(
@@ -263,7 +271,7 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
         "",
     ]
     titles = chart_titles(s)
-    for name in [n for n in CHARTS if n in figures]:
+    for name in [n for n in CHARTS + OPTIONAL_CHARTS if n in figures]:
         lines.append(f"**{md(titles[name])}**")
         lines.append("")
         lines.append(f"![{md(titles[name])}](figures/{name}.png)")
@@ -275,6 +283,11 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
             lines.append(
                 f"- {key} rows: {i['rows_read']:,} read, {i['rows_loaded']:,} loaded, "
                 f"{i['rows_rejected']:,} rejected"
+                + (
+                    f", {i['rows_skipped']:,} skipped (not attempts or queries)"
+                    if i.get("rows_skipped")
+                    else ""
+                )
             )
     lines += ["- Inputs and their SHA-256: `manifest.json`", ""]
     return "\n".join(lines)

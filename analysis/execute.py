@@ -91,9 +91,11 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     for key in ("auth", "queries", "timeline"):
         counts = s["ingest"].get(key)
         if counts:
+            skipped = counts.get("rows_skipped")
             print(
                 f"{key:<9} {counts['rows_read']:,} read, {counts['rows_loaded']:,} loaded, "
                 f"{counts['rows_rejected']:,} rejected"
+                + (f", {skipped:,} skipped" if skipped else "")
             )
     print(draft.headline(s))
     print(f"report written to {final} in {time.monotonic() - started:.1f} s")

@@ -108,14 +108,14 @@ class FileResult:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
+    #: records the format says are not attempts or queries (rows_read = loaded + rejected +
+    #: skipped), by kind in ``skipped`` (an Okta logout, a request to another path, …)
+    rows_skipped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
     already_loaded: bool = False
     notes: list[str] = field(default_factory=list)
     #: rows that were not JSON objects at all (tells a file that is not JSON Lines)
     not_json: int = 0
-    #: records that the format says are not attempts or queries (rows_read includes them)
-    rows_skipped: int = 0
-    #: rows_skipped by kind (an Okta logout, a request to another path, …)
-    skipped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

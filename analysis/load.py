@@ -283,7 +283,7 @@ def _load_file(
     )
     if row:
         res = FileResult(kind.name, str(path), row[4], digest, row[0], row[1], row[2], row[3])
-        res.rows_skipped = row[5]
+        res.rows_skipped = row[5] or 0
         res.already_loaded = True
         return res
     source_id = db.one(con, "select coalesce(max(source_id), 0) + 1 from sources")[0]
@@ -317,11 +317,10 @@ def describe(result: LoadResult) -> list[str]:
     out = []
     for f in result.files:
         state = "already loaded, skipped" if f.already_loaded else "loaded"
+        skipped = f", {f.rows_skipped:,} skipped" if f.rows_skipped else ""
         out.append(
             f"{f.kind:<9} {f.path}: {f.rows_read:,} read, {f.rows_loaded:,} loaded, "
-            f"{f.rows_rejected:,} rejected"
-            + (f", {f.rows_skipped:,} not attempts" if f.rows_skipped else "")
-            + f" ({f.format}, {state})"
+            f"{f.rows_rejected:,} rejected{skipped} ({f.format}, {state})"
         )
         out.extend(f"          note: {n}" for n in f.notes)
     return out

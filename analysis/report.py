@@ -28,6 +28,7 @@ from analysis import (
     params,
     privacy,
     registry,
+    server_events,
     summary,
     times,
     views,
@@ -241,6 +242,8 @@ class Run:
             declared=(ap.start, ap.end),
             detected=(r.detected.start, r.detected.end) if r.detected else None,
             first_failures=self.first_failures,
+            server_events=lambda: server_events.series(self.con, ap),
+            bucket=ap.bucket,
         )
         fig = charts.draw(name, data, title=draft.chart_titles(r.summary)[name])
         self.figures[name] = charts.save_figure(fig, self.out_dir / "figures" / name)

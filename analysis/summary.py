@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analysis import compare, db, detect, metrics, privacy, times
+from analysis import compare, db, detect, metrics, privacy, server_events, times
 from analysis.load import LoadResult
 from analysis.metrics import Params
 from analysis.times import iso
@@ -233,6 +233,7 @@ def analyse(
             "baseline_guard_minutes": params.guard_minutes,
         },
     }
+    summary["db"]["server_events"] = server_events.figures(con, params)
     if scope.qpa_method != "request_id":
         summary["db"]["queries_per_auth"]["auth_callers"] = list(scope.auth_callers)
     return Analysis(summary, series_df, codes_df, fps, dims, events, detected)

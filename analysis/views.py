@@ -1,7 +1,7 @@
-"""The report's views of the loaded rows: ``v_auth``, ``v_queries``, ``v_timeline`` and
-``v_auth_queries``, scoped to the sources of one report (and its time range), and the SQL
-macros every figure's query uses. A report sees exactly the sources it was given, never rows
-that another run loaded into the same database.
+"""The report's views of the loaded rows: ``v_auth``, ``v_queries``, ``v_timeline``,
+``v_auth_queries`` and ``v_server_events``, scoped to the sources of one report (and its time
+range), and the SQL macros every figure's query uses. A report sees exactly the sources it was
+given, never rows that another run loaded into the same database.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ def scope(
             f"create or replace temp view {view} as select * from {table} "  # noqa: S608
             f"where source_id in (select source_id from _scope where kind = '{kind}') {in_range}"
         )
+    _server_events_view(con, in_range=not in_place)
     linked = db.one(
         con,
         "select count(*) from (select 1 from v_queries q join v_auth a using (request_id) "
@@ -150,6 +151,29 @@ def scope(
     return Scope(
         tuple(ids["auth"]), tuple(ids["queries"]), tuple(ids["timeline"]), method, callers
     )
+
+
+def _server_events_view(con: duckdb.DuckDBPyConnection, *, in_range: bool) -> None:
+    """``v_server_events``: the non-query entries of this report's query logs (PostgreSQL's
+    own log lines, :mod:`analysis.server_events`), in the time range."""
+    if db.columns_of(con, "server_events"):
+        where = (
+            "and ts >= getvariable('pm_range_start') and ts < getvariable('pm_range_end')"
+            if in_range
+            else ""
+        )
+        con.execute(
+            "create or replace temp view v_server_events as select * from server_events "  # noqa: S608 - fixed text
+            f"where source_id in (select source_id from _scope where kind = 'queries') {where}"
+        )
+    else:
+        # no server log loaded into this database yet: the same columns, no row
+        con.execute(
+            "create or replace temp view v_server_events as select null::integer as source_id, "
+            "null::bigint as line, null::timestamp as ts, null::varchar as severity, "
+            'null::varchar as message, null::varchar as "user", null::varchar as database, '
+            "null::varchar as client where false"
+        )
 
 
 def _auth_callers(con: duckdb.DuckDBPyConnection, given: str | None) -> tuple[str, ...]:

@@ -503,6 +503,26 @@ def test_mysql_time_without_set_timestamp_is_the_last_time_line(con, tmp_path):
     ]
 
 
+def test_mysql_iso_time_line_wins_over_set_timestamp_and_lock_time_is_exact(con, tmp_path):
+    text = (
+        "# Time: 2019-03-24T14:01:47.811234Z\n# User@Host: a[a] @ h []\n"
+        "# Query_time: 2.475469  Lock_time: 0.000090 Rows_sent: 0  Rows_examined: 0\n"
+        "SET timestamp=1553436105;\nSELECT 1;\n"
+        # no '# Time:' of its own: the carried one is another entry's, SET timestamp wins
+        "# User@Host: a[a] @ h []\n"
+        "# Query_time: 0.000001  Lock_time: 0.000287 Rows_sent: 0  Rows_examined: 0\n"
+        "SET timestamp=1553436200;\nSELECT 2;\n"
+    )
+    f = write(tmp_path / "slow.log", text)
+    load.load(con, queries=f, query_format="mysql-slow")
+    assert con.execute(
+        "select ts, duration_ms, lock_time_ms from db_queries order by line"
+    ).fetchall() == [
+        (datetime(2019, 3, 24, 14, 1, 47, 811234), 2475.469, "0.09"),
+        (datetime(2019, 3, 24, 14, 3, 20), 0.001, "0.287"),
+    ]
+
+
 def test_a_file_that_is_no_slow_log_is_one_clear_error(con, tmp_path):
     f = write(tmp_path / "slow.log", pg_line("duration: 1 ms  statement: SELECT 1"))
     with pytest.raises(load.LoadError, match="no '# Time:'.*not a MySQL slow query log"):
@@ -538,7 +558,14 @@ def test_sshd_attempts_codes_and_companion_lines(con, tmp_path):
     f = write(tmp_path / "auth.log", SSHD)
     result = load.load(con, auth=f, auth_format="sshd", year=2024)
     fr = result.files[0]
-    assert (fr.rows_read, fr.rows_loaded, fr.rows_rejected) == (7, 7, 0)
+    # 14 lines, one of them 2 failures: 7 attempts and 9 lines that are none
+    assert (fr.rows_read, fr.rows_loaded, fr.rows_rejected, fr.rows_skipped) == (16, 7, 0, 9)
+    assert fr.skipped == {
+        "sshd, the same attempt as another line of its process": 3,
+        "sshd, not an attempt (connections, key exchange, disconnects…)": 4,
+        "another program's syslog line": 1,
+        "not a syslog line": 1,
+    }
     assert con.execute(
         "select line, ts, user_id, outcome, request_id, error_code, client_ip, event, "
         "auth_method from auth_events order by line, ts"
@@ -610,10 +637,11 @@ def test_sshd_attempts_codes_and_companion_lines(con, tmp_path):
             "publickey",
         ),
         # a PAM line with no Failed line after it is the attempt; no user= means none exists
+        # (and without ruser= the name asked for is not known: no user_id)
         (
             13,
             datetime(2024, 12, 10, 10),
-            "(unknown)",
+            None,
             "failure",
             "19939",
             "user_not_found",
@@ -623,11 +651,12 @@ def test_sshd_attempts_codes_and_companion_lines(con, tmp_path):
         ),
     ]
     notes = "\n".join(fr.notes)
-    assert "3 'Invalid user' / PAM 'authentication failure' lines are the same attempt" in notes
+    assert "3 'Invalid user' / PAM / closing lines are the same attempt" in notes
     assert "'message repeated N times' lines: 1, each counted as N failures" in notes
     assert (
-        "6 other lines not auth attempts (sshd, not an attempt (connections, disconnects…): 4, "
-        "not syslog: 1, other programs: 1)"
+        "9 lines skipped, not auth attempts (sshd, not an attempt (connections, key exchange, "
+        "disconnects…): 4, sshd, the same attempt as another line of its process: 3, "
+        "another program's syslog line: 1, not a syslog line: 1)"
     ) in notes
     assert "2024 as given" in notes
 
@@ -723,7 +752,7 @@ def test_compressed_logs_and_the_command_line(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert f"{bz}: 7 read, 7 loaded, 0 rejected (sshd, loaded)" in out
+    assert f"{bz}: 16 read, 7 loaded, 0 rejected, 9 skipped (sshd, loaded)" in out
     assert f"{gz}: 3 read, 3 loaded, 0 rejected (postgres, loaded)" in out
     assert "2022 as given (--year)" in out
 
@@ -731,7 +760,10 @@ def test_compressed_logs_and_the_command_line(tmp_path, capsys):
 def test_sshd_stage_classifies_each_line_once(con, tmp_path):
     f = write(tmp_path / "auth.log", SSHD)
     sshd.stage(con, f, year=2024)
-    assert dict(con.execute("select kind, count(*) from _fmt_stage group by kind").fetchall()) == {
+    by_kind = con.execute(
+        "select kind, count(*) from _fmt_stage where kind is not null group by kind"
+    ).fetchall()
+    assert dict(by_kind) == {
         "invalid_user": 1,
         "pam_failure": 3,
         "failed": 3,

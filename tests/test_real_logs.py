@@ -224,51 +224,75 @@ def _loghub() -> list[dict[str, str]]:
 
 
 ATTEMPTS = {"E1", "E8", "E9", "E10", "E14"}  # Accepted, Failed none/password, repeated
-COMPANIONS = {"E13", "E19", "E20"}  # Invalid user, PAM authentication failure
+ANNOUNCING = {"E13", "E19", "E20"}  # Invalid user, PAM authentication failure
+CLOSING = {"E4", "E5", "E6"}  # Disconnecting: Too many authentication failures, JSch Auth fail
+_USER = re.compile(r"(?:for (?:invalid user )?|Invalid user |user=)(\S+)")
 
 
 def test_sshd_lines_are_classified_as_loghub_parsed_them(con):
     real = require_shared()
     by_event = Counter(r["EventId"] for r in _loghub())
     sshd.stage(con, real / "loghub/OpenSSH_2k.log", year=2024)
-    ours = dict(con.execute("select kind, count(*) from _fmt_stage group by kind").fetchall())
+    ours = dict(
+        con.execute(
+            "select kind, count(*) from _fmt_stage where kind is not null group by kind"
+        ).fetchall()
+    )
     assert ours == {
         "accepted": by_event["E1"],
         "failed": by_event["E8"] + by_event["E9"] + by_event["E10"],
         "repeated": by_event["E14"],
         "invalid_user": by_event["E13"],
         "pam_failure": by_event["E19"] + by_event["E20"],
+        "too_many": by_event["E4"] + by_event["E5"],
+        "auth_fail": by_event["E6"],
     }
 
 
 def test_sshd_attempts_match_loghub(con):
     real = require_shared()
     rows = _loghub()
-    # the same rule as analysis.formats.sshd, written again over loghub's parse: an attempt
+    # the same rules as analysis.formats.sshd, written again over loghub's parse: an attempt
     # line is an event (N for "message repeated N times"); an Invalid user / PAM line is
-    # one only when no attempt line of its process follows within 5 minutes
+    # one only when no attempt line of its process for the same user (or an unknown one)
+    # follows within 5 minutes; a closing line only when no auth line of its process
+    # came in the 5 minutes before
     when = [
         datetime.strptime(f"2024 {r['Date']} {r['Day']} {r['Time']}", "%Y %b %d %H:%M:%S")
         for r in rows
     ]
+    users = [(m.group(1) if (m := _USER.search(r["Content"])) else None) for r in rows]
     expected = 0
     for i, r in enumerate(rows):
         if r["EventId"] == "E14":
             expected += int(re.match(r"message repeated (\d+) times", r["Content"]).group(1))
         elif r["EventId"] in ATTEMPTS:
             expected += 1
-        elif r["EventId"] in COMPANIONS:
+        elif r["EventId"] in ANNOUNCING:
             later = [
                 j
                 for j in range(i + 1, len(rows))
-                if rows[j]["Pid"] == r["Pid"] and rows[j]["EventId"] in ATTEMPTS
+                if rows[j]["Pid"] == r["Pid"]
+                and rows[j]["EventId"] in ATTEMPTS
+                and (users[i] is None or users[j] is None or users[j] == users[i])
             ]
             if not later or (when[later[0]] - when[i]).total_seconds() > sshd.ABSORB_SECONDS:
                 expected += 1
+        elif r["EventId"] in CLOSING:
+            earlier = [
+                j
+                for j in range(i)
+                if rows[j]["Pid"] == r["Pid"]
+                and rows[j]["EventId"] in ATTEMPTS | ANNOUNCING | CLOSING
+            ]
+            if not earlier or (when[i] - when[earlier[-1]]).total_seconds() > sshd.ABSORB_SECONDS:
+                expected += 1
     result = load.load(con, auth=real / "loghub/OpenSSH_2k.log", auth_format="sshd", year=2024)
     fr = result.files[0]
-    assert (fr.rows_read, fr.rows_loaded, fr.rows_rejected) == (expected, expected, 0)
+    assert (fr.rows_loaded, fr.rows_rejected) == (expected, 0)
     assert expected == 534
+    # every line read: 2,000 lines, of which 2 'message repeated' lines are 10 attempts
+    assert fr.rows_read == fr.rows_loaded + fr.rows_skipped == 2008
     outcomes = dict(
         con.execute("select outcome, count(*) from auth_events group by all").fetchall()
     )
@@ -284,7 +308,14 @@ def test_old_sshd_logs_with_pam_lines_only(con):
     ]
     without_user = [t for t in pam if not re.search(r"\suser=\S", t)]
     fr = load.load(con, auth=path, auth_format="sshd", year=2005).files[0]
-    assert (fr.rows_read, fr.rows_loaded) == (len(pam), len(pam)) == (489, 489)
+    assert fr.rows_loaded == len(pam) == 489
+    # every other line is skipped, by kind: ftpd, su, kernel… and syslogd's own lines
+    assert fr.rows_read == fr.rows_loaded + fr.rows_skipped == len(text.splitlines()) == 2000
+    assert fr.skipped == {
+        "another program's syslog line": 1315,
+        "sshd, not an attempt (connections, key exchange, disconnects…)": 188,
+        "not a syslog line": 8,
+    }
     codes = dict(
         con.execute("select error_code, count(*) from auth_events group by all").fetchall()
     )
@@ -327,3 +358,56 @@ def test_a_report_from_an_sshd_log_and_a_postgres_log_alone(tmp_path):
     assert s["db"]["queries_per_auth"]["method"] == "all-queries"
     assert s["auth"]["attempts"] > 0
     assert s["auth"]["system_failures"] == 0  # wrong passwords and unknown users
+
+
+#: each MySQL slow log: its entries' times and lock times as the files give them (read with
+#: grep: '# Time:', 'Lock_time:' and 'SET timestamp=' of each entry). MySQL 5.7+ writes an
+#: ISO '# Time:' with microseconds for every entry, the query's end; 'SET timestamp' is its
+#: start in whole seconds (2 s earlier in the 8.0.15 log, where the queries ran 2.5 s)
+MYSQL_TIMES = {
+    "elastic-beats/mysql-ubuntu-8.0.15-slow.log": [
+        (datetime(2019, 3, 24, 14, 1, 47, 811234), "0.287"),
+        (datetime(2019, 3, 24, 14, 4, 53, 713951), "0.145"),
+    ],
+    "lnav/logfile_mysql_slow.0": [
+        (datetime(2021, 1, 26, 23, 45, 57, 678222), "11.542"),
+        (datetime(2021, 1, 26, 23, 45, 58, 73818), "11.599"),
+        (datetime(2021, 1, 26, 23, 45, 58, 456739), "0.09"),
+        (datetime(2021, 1, 26, 23, 45, 58, 470741), "0.073"),
+        (datetime(2021, 1, 26, 23, 46, 0, 565861), "0.103"),
+        (datetime(2021, 1, 26, 23, 46, 0, 584120), "0.074"),
+    ],
+    "percona-toolkit/mysql5.7.log": [
+        (datetime(2016, 7, 20, 18, 13, 25, 698433), "0.324"),
+        (datetime(2016, 7, 20, 18, 13, 25, 699880), "0.055"),
+    ],
+    # the old '# Time: 071218 11:48:27' (local, whole seconds): SET timestamp wins where the
+    # entry has one (epoch 1197996507 is 16:48:27 UTC), as pt-query-digest reads it
+    "percona-toolkit/slow002.txt": [
+        (datetime(2007, 12, 18, 11, 48, 27), "0.0"),
+        (datetime(2007, 12, 18, 16, 48, 27), "0.091"),
+        (datetime(2007, 12, 18, 16, 48, 27), "0.077"),
+        (datetime(2007, 12, 18, 11, 48, 27), "0.028"),
+        (datetime(2007, 12, 18, 16, 48, 27), "0.027"),
+        (datetime(2007, 12, 18, 11, 48, 27), "0.027"),
+        (datetime(2007, 12, 18, 16, 48, 28), "0.027"),
+        (datetime(2007, 12, 18, 11, 48, 27), "0.027"),
+    ],
+    "percona-toolkit/slow059.txt": [
+        (datetime(2013, 11, 28, 1, 5, 31), "0.114"),
+        (datetime(2013, 11, 28, 1, 5, 31), "0.122"),
+        (datetime(2013, 11, 28, 1, 5, 31), "0.048"),
+    ],
+    "percona-toolkit/slow015.txt": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MYSQL_TIMES))
+def test_mysql_slow_log_times_and_lock_times(con, name):
+    real = require_shared()
+    fr = load_one(con, real / name, query_format="mysql-slow")
+    rows = con.execute(
+        "select ts, lock_time_ms from db_queries where source_id = ? order by line",
+        [fr.source_id],
+    ).fetchall()
+    assert rows == MYSQL_TIMES[name]

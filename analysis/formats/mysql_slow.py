@@ -8,11 +8,15 @@ which may span lines. A ``#`` line after a non-``#`` line starts the next entry,
 banners (``…mysqld, Version: … started with:``, ``Tcp port:…``, ``Time  Id Command
 Argument``) are counted and skipped wherever they are.
 
-As pt-query-digest does: the time is ``SET timestamp`` (epoch seconds) when the entry has
-one, else the last ``# Time:`` seen (server local time, read in source_timezone); the
-database is the last ``use`` or ``# Schema:`` seen. An entry without ``# Query_time`` or
-without a statement (a log cut short) is kept as a rejected row, where pt-query-digest
-drops it silently.
+The time is the entry's own ``# Time:`` when it is MySQL 5.7+'s ISO form
+(``2019-03-24T14:01:47.811234Z``: microseconds and a zone; the query's end, where ``SET
+timestamp`` is its start in whole seconds); else, as pt-query-digest does, ``SET timestamp``
+(epoch seconds) when the entry has one, else the last ``# Time:`` seen (``081114 13:04:02``,
+server local time, read in source_timezone). Durations and ``lock_time_ms`` are the
+microseconds the log gives, as milliseconds rounded to 3 decimals (``0.09``, not
+``0.09000000000000001``). The database is the last ``use`` or ``# Schema:`` seen. An entry
+without ``# Query_time`` or without a statement (a log cut short) is kept as a rejected row,
+where pt-query-digest drops it silently.
 """
 
 from __future__ import annotations
@@ -102,10 +106,12 @@ _RECORDS = r"""
         from _fmt_entries
     )
     select line, left(raw, $keep) as raw, null::varchar as pre_reason,
-           coalesce(epoch, case when t.y <> '' then printf('20%s-%s-%s %02d:%s:%s',
-                        t.y, t.mo, t.d, t.h::integer, t.mi, t.s) else time_seen end) as f_ts,
-           case when q.query_time <> '' then (q.query_time::double * 1000)::varchar end
-               as f_duration_ms,
+           case when regexp_matches(time_text, '^\d{4}-\d\d-\d\dT') then time_text
+                else coalesce(epoch, case when t.y <> '' then printf('20%s-%s-%s %02d:%s:%s',
+                        t.y, t.mo, t.d, t.h::integer, t.mi, t.s) else time_seen end)
+           end as f_ts,
+           case when q.query_time <> '' then round(q.query_time::double * 1000, 3)::varchar
+           end as f_duration_ms,
            coalesce(stmt, use_only) as f_statement,
            null::varchar as f_fingerprint,
            null::varchar as f_request_id,
@@ -117,8 +123,8 @@ _RECORDS = r"""
            nullif(coalesce(nullif(u.ip, ''), u.host), '') as f_client_ip,
            db_seen as f_database,
            coalesce(nullif(u.id, ''), thread) as f_thread_id,
-           case when q.lock_time <> '' then (q.lock_time::double * 1000)::varchar end
-               as f_lock_time_ms,
+           case when q.lock_time <> '' then round(q.lock_time::double * 1000, 3)::varchar
+           end as f_lock_time_ms,
            nullif(q.rows_examined, '') as f_rows_examined
     from f
 """

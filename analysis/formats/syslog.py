@@ -2,9 +2,10 @@
 
 ``Dec 10 06:55:46 host prog[pid]: message`` (RFC 3164, what rsyslog and journald write to
 files by default) or ``2024-12-10T06:55:46.123+01:00 host prog[pid]: message`` (RFC 3339
-timestamps). The BSD form has no year: it comes from ``year`` when given (the year of the
-file's first line; a later month turning back, December to January, adds one) or else from
-the file's modification date (months after that date's month are the year before).
+timestamps), and for sshd's reader the looser forms of :data:`LOOSE_HEADER` and RFC 5424
+(:data:`RFC5424_HEADER`). The BSD form has no year: it comes from ``year`` when given (the
+year of the file's first line; a later month turning back, December to January, adds one) or
+else from the file's modification date (months after that date's month are the year before).
 """
 
 from __future__ import annotations
@@ -25,6 +26,31 @@ HEADER = (
     r"((?s:.*))$"
 )
 HEADER_GROUPS = ["mon", "day", "clock", "iso", "host", "prog", "pid", "msg"]
+
+#: HEADER, and also what older or smaller syslog daemons write: no host name
+#: (``Nov 23 21:50:19 sshd[8148]: …``) or the program in brackets (``[sshd]: …``,
+#: ``[sshd] …``). A host name never holds brackets nor ends with a colon, so
+#: ``sshd[8148]:`` is never taken for one. Groups: HEADER's, then 8 the bracketed program,
+#: 9 the message.
+LOOSE_HEADER = (
+    r"^(?:<\d{1,3}>(?:1 )?)?"
+    r"(?:([A-Z][a-z]{2}) +(\d{1,2}) (\d\d:\d\d:\d\d)(?:\.\d+)?"
+    r"|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?))"
+    r" (?:([^\s\[\]]*[^\s\[\]:]) )?"
+    r"(?:([^\s\[:]+)(?:\[(\d+)\])?: ?|\[([^\s\[\]:]+)\]:? )"
+    r"((?s:.*))$"
+)
+LOOSE_GROUPS = ["mon", "day", "clock", "iso", "host", "prog", "pid", "bprog", "msg"]
+
+#: RFC 5424 (``<38>1 2019-07-08T17:40:16.954-04:00 host app procid msgid [sd…] msg``):
+#: groups 1 time, 2 host, 3 app, 4 procid (``-`` for none), 5 the message after the
+#: structured data (``-`` or ``[id k="v"…]`` elements, whose quoted values may hold brackets)
+RFC5424_HEADER = (
+    r"^<\d{1,3}>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))"
+    r" (\S+) (\S+) (\S+) \S+ "
+    r"(?:-|(?:\[(?:[^\]\"\\]|\\.|\"(?:[^\"\\]|\\.)*\")*\])+) ?((?s:.*))$"
+)
+RFC5424_GROUPS = ["iso", "host", "prog", "pid", "msg"]
 
 
 @dataclass
