@@ -77,8 +77,7 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
             typed.append(f"lower(trim({f[n]})) as {col}")
         else:
             typed.append(f"nullif(trim({f[n]}), '') as {col}")
-        # user_id: see the check of AUTH below
-        if n in kind.required and not (kind is AUTH and n == "user_id"):
+        if n in kind.required:
             checks.append(
                 f"when {f[n]} is null or trim({f[n]}) = '' then 'missing required field {n}'"
             )
@@ -90,10 +89,6 @@ def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
             checks.append(f"when {col} < 0 then 'negative {n}: ' || {f[n]}")
             checks.append(f"when isinf({col}) or isnan({col}) then 'non-finite {n}'")
     if kind is AUTH:
-        # a failure may come before the user is identified (user_id null); a login, never
-        checks.append(
-            "when outcome = 'success' and user_id is null then 'missing required field user_id'"
-        )
         checks.append(
             "when outcome not in ('success', 'failure') then 'unknown outcome: ' || "
             + f"left({f['outcome']}, 60)"
