@@ -228,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         "they are, without loading; with --range-start/--range-end only the row groups and "
         "files of that range are read; bad rows are counted, not kept",
     )
+    g.add_argument(
+        "--alert-metrics",
+        metavar="YAML",
+        help="metric names the alert rules of alerts/ read, a YAML mapping, e.g. "
+        "'{auth_caller: login-svc, labels: {job: auth}}' (README: Monitoring) [default: {}]",
+    )
     _add_engine_flags(p)
 
     p = sub.add_parser(

@@ -12,6 +12,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from analysis import alerts
+
 #: the charts of a report, in the order the draft links them
 CHARTS = ("overview", "error_codes", "fingerprints", "affected_users", "dimensions", "bypass")
 
@@ -277,4 +279,5 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
                 f"{i['rows_rejected']:,} rejected"
             )
     lines += ["- Inputs and their SHA-256: `manifest.json`", ""]
+    lines += alerts.draft_section(s)
     return "\n".join(lines)

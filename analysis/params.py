@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from analysis import config, metrics
+from analysis import alerts, config, metrics
 
 #: every parameter of notebooks/incident_report.ipynb, with its default
 DEFAULTS: dict[str, Any] = {
@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "in_place": False,
     "range_start": "",
     "range_end": "",
+    "alert_metrics": {},
 }
 #: parameters that say where things are, not what the evidence is: kept out of the manifest
 LOCATIONS = ("database", "report_dir")
@@ -133,6 +134,13 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         out["year"] = int(out["year"] or 0)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"year {out['year']!r} is not a year") from exc
+    try:  # the alert rules' metric names (issue 18): the given mapping, checked
+        alerts.metric_mapping(out["alert_metrics"])
+    except alerts.AlertConfigError as exc:
+        raise ParameterError(str(exc)) from exc
+    if isinstance(out["alert_metrics"], str):
+        out["alert_metrics"] = yaml.safe_load(out["alert_metrics"]) or {}
+    out["alert_metrics"] = dict(out["alert_metrics"] or {})
     if not out["report_dir"]:
         out["report_dir"] = str(Path("reports") / out["incident_id"])
     return out
