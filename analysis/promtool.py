@@ -14,21 +14,20 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
 
-if TYPE_CHECKING:
-    from analysis.alerts import Buckets, Rule
+from analysis.metrics import iso
+from analysis.promql import prom_duration, prom_string
+from analysis.signals import Buckets, Rule
 
 TIMEOUT_S = 300
 
 
 def series_text(metric: str, labels: tuple[tuple[str, str], ...]) -> str:
     """``metric{a="x", b="y"}`` in the notation of ``input_series``."""
-    from analysis.alerts import prom_string
-
     body = ", ".join(f"{k}={prom_string(v)}" for k, v in labels)
     return f"{metric}{{{body}}}" if body else metric
 
@@ -51,8 +50,6 @@ def values_text(increments: np.ndarray) -> str:
 def unit_test(buckets: Buckets, rules: list[Rule], *, rule_file: str) -> str:
     """The test file: the incident's counters as ``input_series``, and at every evaluation
     of every alert, the alerts the backtest says are firing then (none, mostly)."""
-    from analysis.alerts import prom_duration
-
     inputs = [
         {"series": series_text(c.metric, c.labels), "values": values_text(c.increments)}
         for c in buckets.counters
@@ -84,7 +81,7 @@ def unit_test(buckets: Buckets, rules: list[Rule], *, rule_file: str) -> str:
         "evaluation_interval": prom_duration(buckets.seconds),
         "tests": [
             {
-                "name": f"the incident's {buckets.n} buckets from {_iso(buckets.start)}",
+                "name": f"the incident's {buckets.n} buckets from {iso(buckets.start)}",
                 "interval": prom_duration(buckets.seconds / 2),
                 "input_series": inputs,
                 "alert_rule_test": cases,
@@ -93,17 +90,11 @@ def unit_test(buckets: Buckets, rules: list[Rule], *, rule_file: str) -> str:
     }
     header = (
         "# promtool test rules rules_test.yaml: replays the incident's buckets (time 0 is\n"
-        f"# {_iso(buckets.start)}) and expects each alert exactly when backtest.json says.\n"
+        f"# {iso(buckets.start)}) and expects each alert exactly when backtest.json says.\n"
     )
     return header + yaml.safe_dump(
         doc, sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False
     )
-
-
-def _iso(value) -> str:
-    from analysis.metrics import iso
-
-    return iso(value)
 
 
 def find() -> str | None:
