@@ -58,7 +58,8 @@ def window_rates(incr: np.ndarray, k: int, window_s: float) -> np.ndarray:
 
 def histogram_quantile(q: float, bounds: list[float], counts: list[float]) -> float:
     """Prometheus's ``histogram_quantile`` on cumulative bucket counts (the last bound is
-    +Inf): linear interpolation inside the bucket that holds the rank."""
+    +Inf; monotonic, as SQL counts them): linear interpolation inside the bucket that holds
+    the rank."""
     observations = counts[-1]
     if len(bounds) < 2 or not observations > 0:
         return math.nan

@@ -369,10 +369,11 @@ def buckets_baseline(buckets: Buckets, k: int) -> np.ndarray:
 
 
 def ceil_sig(x: float, digits: int = SIG_DIGITS) -> float:
-    """``x`` rounded up to ``digits`` significant digits (0 stays 0)."""
+    """``x`` rounded up to ``digits`` significant digits (0 stays 0); the last bits of a
+    float's arithmetic do not count (3 × 1.1 is 3.3, not 3.31)."""
     if x <= 0:
         return 0.0
-    d = Decimal(repr(float(x)))
+    d = Decimal(f"{float(x):.12g}")
     step = Decimal(1).scaleb(d.adjusted() - (digits - 1))
     return float((d / step).to_integral_value(rounding=ROUND_CEILING) * step)
 
