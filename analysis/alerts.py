@@ -146,9 +146,10 @@ class AlertSet:
     unit_test: str
     summary: list[dict[str, Any]]
     skipped: list[dict[str, str]]
+    check_sql: str = ""
 
     def write(self, folder) -> list:
-        """Write ``rules.yaml``, ``rules_test.yaml`` and ``backtest.json`` into ``folder``."""
+        """Write ``rules.yaml``, ``rules_test.yaml``, ``check.sql`` and ``backtest.json``."""
         import json
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,9 @@ class AlertSet:
             paths += [folder / "rules.yaml", folder / "rules_test.yaml"]
             paths[0].write_text(self.rules_yaml, encoding="utf-8")
             paths[1].write_text(self.unit_test, encoding="utf-8")
+        if self.check_sql:
+            paths.append(folder / "check.sql")
+            paths[-1].write_text(self.check_sql, encoding="utf-8")
         text = json.dumps(self.backtest, indent=2, ensure_ascii=False, allow_nan=False)
         paths.append(folder / "backtest.json")
         paths[-1].write_text(text + "\n", encoding="utf-8")
@@ -261,7 +265,8 @@ def build(
         "skipped": skipped,
     }
     unit_test = promtool.unit_test(buckets, kept, rule_file="rules.yaml")
-    return AlertSet(rules_yaml, backtest, unit_test, entries, skipped)
+    check = check_sql(kept, bucket_s=buckets.seconds, k=k, mapping=m, params=params)
+    return AlertSet(rules_yaml, backtest, unit_test, entries, skipped, check)
 
 
 def _first_detection(events: pd.DataFrame | None, params: Params) -> datetime | None:
@@ -411,6 +416,46 @@ def render_rules(
     return header + yaml.safe_dump(
         doc, sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False
     )
+
+
+#: the signals alerts/check.sql computes from the loaded tables
+CHECKED = ("system_failure_ratio", "queries_per_attempt", "fingerprint")
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def check_sql(rules: list[Rule], *, bucket_s: int, k: int, mapping: dict[str, Any], params) -> str:
+    """``alerts/check.sql``: the thresholds as DuckDB variables, then
+    ``sql/alerts_check.sql``, which evaluates the rules on the loaded tables."""
+    checked = [r for r in rules if r.key in CHECKED]
+    structs = ", ".join(
+        "{"
+        f"'name': {_sql_text(r.alert)}, 'signal': {_sql_text(r.key)}, "
+        f"'fingerprint': {_sql_text(next(iter(r.labels.values()), ''))}, "
+        f"'threshold': {prom_number(r.threshold)}::double, 'for_evals': {r.for_evals}"
+        "}"
+        for r in checked
+    )
+    codes = ", ".join(_sql_text(c) for c in params.user_error_codes)
+    max_for = max((r.for_evals for r in checked), default=0)
+    head = [
+        "-- The alert rules of rules.yaml as a DuckDB check on a database loaded by",
+        "-- `postmortem load`, for a scheduled job without Prometheus:",
+        "--     duckdb incident.duckdb < alerts/check.sql",
+        "-- One row per rule: its value at the last whole bucket, and whether it fires. Set",
+        "-- pm_at to an instant (e.g. TIMESTAMP '2024-01-19 10:27:00', UTC) to evaluate then.",
+        f"set variable pm_bucket = {_sql_text(f'{bucket_s} seconds')};",
+        f"set variable pm_window = {_sql_text(f'{k * bucket_s} seconds')};",
+        f"set variable pm_max_for = {max_for};",
+        f"set variable pm_user_codes = [{codes}]::varchar[];",
+        f"set variable pm_auth_caller = {_sql_text(mapping['auth_caller'])};",
+        f"set variable pm_rules = [{structs}];",
+        "set variable pm_at = null::timestamp;",
+        "",
+    ]
+    return "\n".join(head) + metrics.sql("alerts_check").rstrip() + ";\n"
 
 
 def for_report(

@@ -273,6 +273,20 @@ def test_promtool_fails_the_replay_when_an_alert_is_expected_a_minute_early(know
 # --- the sample, end to end --------------------------------------------------------------
 
 
+def _check(database: Path, check_sql: str, at: str) -> dict[str, tuple[float, bool]]:
+    import duckdb
+
+    text = check_sql.replace(
+        "set variable pm_at = null::timestamp;", f"set variable pm_at = TIMESTAMP '{at}';"
+    )
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        rows = con.execute(text).fetchall()
+    finally:
+        con.close()
+    return {row[0]: (row[6], row[7]) for row in rows}
+
+
 def _report(sample: dict[str, Path], base: Path, *, queries: bool = True) -> Path:
     out = base / "report"
     args = ["--auth", str(sample["auth"]), "--timeline", str(sample["timeline"])]
@@ -331,6 +345,24 @@ def test_promtool_passes_the_sample_reports_rules_and_replay(sample_report):
     assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout
     replay = promtool.replay(folder)
     assert replay.returncode == 0 and "SUCCESS" in replay.stdout, replay.stdout
+
+
+def test_the_duckdb_check_fires_with_the_rules_on_the_loaded_tables(sample_report):
+    check = (sample_report / "alerts" / "check.sql").read_text()
+    database = sample_report.parent / "a.duckdb"
+    before = _check(database, check, "2024-01-19 10:26:00")
+    after = _check(database, check, "2024-01-19 10:27:00")
+    assert set(after) == {
+        "AuthSystemFailureRatioHigh",
+        "AuthDbQueriesPerLoginHigh",
+        "AuthDbFingerprintPerLoginHigh",
+    }
+    assert not any(firing for _, firing in before.values())
+    assert after["AuthDbQueriesPerLoginHigh"][1] and after["AuthDbFingerprintPerLoginHigh"][1]
+    assert not after["AuthSystemFailureRatioHigh"][1]  # the failures start at 10:30
+    assert _check(database, check, "2024-01-19 10:35:00")["AuthSystemFailureRatioHigh"][1]
+    baseline = _check(database, check, "2024-01-19 08:00:00")
+    assert not any(firing for _, firing in baseline.values())
 
 
 def test_the_sample_without_a_query_log_gets_only_the_auth_rules(small_sample, tmp_path):
