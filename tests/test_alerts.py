@@ -25,7 +25,8 @@ T0 = datetime(2024, 1, 19, 8, 0)
 START, END = datetime(2024, 1, 19, 10, 30), datetime(2024, 1, 19, 11, 30)
 CHANGE = datetime(2024, 1, 19, 10, 26)  # the queries per login jump in this bucket
 FAILING = datetime(2024, 1, 19, 10, 30)  # system failures from this bucket on
-N = 240  # 08:00 to 12:00, one-minute buckets
+SPIKE = datetime(2024, 1, 19, 9, 0)  # one baseline minute of 30 system failures
+N = 720  # 08:00 to 20:00, one-minute buckets
 
 
 # --- known answers -----------------------------------------------------------------------
@@ -111,8 +112,8 @@ def test_the_metric_mapping_is_checked():
 
 def _incident(*, queries: bool = True) -> alerts.AlertSet:
     """100 logins a minute; 3 queries each (300 of 'select a'), and from 10:26 to the declared
-    end 1200 more of 'select b', all slow; 30 system failures a minute in the declared window;
-    detection at 10:33."""
+    end 1200 more of 'select b', all slow; 30 system failures a minute in the declared window
+    and in the baseline minute 09:00; detection at 10:33."""
     buckets = [T0 + timedelta(minutes=i) for i in range(N)]
     changed = np.array([CHANGE <= b < END for b in buckets])
     failing = np.array([START <= b < END for b in buckets])
@@ -127,7 +128,7 @@ def _incident(*, queries: bool = True) -> alerts.AlertSet:
         [
             {"bucket": b, "error_code": "db_timeout", "failures": 30}
             for b, f in zip(buckets, failing, strict=True)
-            if f
+            if f or b == SPIKE
         ]
         + [{"bucket": b, "error_code": "invalid_password", "failures": 2} for b in buckets]
     )
@@ -191,9 +192,16 @@ def test_the_known_incident_gives_the_thresholds_and_minutes_of_its_construction
     assert (qpa["threshold"], qpa["for"], qpa["fired_at"]) == (3.3, "0s", "2024-01-19T10:27:00Z")
     assert (qpa["lead_over_detection_s"], qpa["lead_over_declared_start_s"]) == (360, 180)
     fail = got["AuthSystemFailureRatioHigh", None]
-    # no system failure on the baseline: the floor, 3 failures in a window of 500 logins
-    assert fail["threshold"] == 0.006 and fail["fired_at"] == "2024-01-19T10:31:00Z"
-    assert fail["expr"].startswith("auth:system_failure_ratio:rate5m > 0.006")
+    # the baseline's system failures are one minute (09:00) of 30 in ~620 evaluations: the 99th
+    # percentile is 0, so the threshold is the floor, 3 failures in a window of 500 logins;
+    # the 09:00 spike is above it in the 5 windows that hold it (09:01 to 09:05), so for is
+    # 5 minutes, and the failures from 10:30 (above from 10:31) fire at 10:36
+    assert (fail["threshold"], fail["for"]) == (0.006, "5m")
+    assert fail["fired_at"] == "2024-01-19T10:36:00Z"
+    assert (fail["lead_over_detection_s"], fail["lead_over_declared_start_s"]) == (-180, -360)
+    assert fail["expr"] == "auth:system_failure_ratio:rate5m > 0.006"
+    spike = next(r for r in known.backtest["rules"] if r["name"] == "AuthSystemFailureRatioHigh")
+    assert spike["first_above_at"] == "2024-01-19T10:31:00Z"
     fp = got["AuthDbFingerprintPerLoginHigh", "select b"]
     assert fp["threshold"] == 0.006 and fp["fired_at"] == "2024-01-19T10:27:00Z"
     lat = got["DbQueryLatencyP95High", None]
