@@ -15,7 +15,8 @@ LAB_PARAMS ?=
 # Jupyter refuses to run as root unless told; these machines and CI run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help venv sample report test lint format bench fuzz lab lab-data hooks chromium postgresql clean
+.PHONY: help venv sample report test lint format bench fuzz lab lab-data hooks chromium \
+	postgresql prometheus clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -38,7 +39,7 @@ sample: $(SAMPLE)  ## generate the sample incident under data/sample/
 report: $(SAMPLE)  ## write reports/2024-01-19-auth/ for the sample
 	$(BIN)/postmortem report
 
-test: $(STAMP) lint chromium postgresql  ## lint, then run the whole test suite
+test: $(STAMP) lint chromium postgresql prometheus  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (code and notebooks), the import layers, notebooks without outputs
@@ -74,6 +75,18 @@ postgresql:
 	  else \
 	    echo "make: the PostgreSQL server is missing (install it as root: apt-get install" \
 	         "postgresql); the real-server test will skip"; \
+	  fi; }
+
+# The alert rules' tests run Prometheus's promtool (Debian's prometheus package) on a report's
+# alerts/. Installed here (as root) when missing; elsewhere those tests skip, and fail in CI.
+prometheus:  ## install promtool (Debian's prometheus package) when it is missing
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) \
+	      || echo "make: could not install prometheus; the promtool tests will say so"; \
+	  else \
+	    echo "make: promtool is missing (install it as root: apt-get install prometheus);" \
+	         "the promtool tests will skip"; \
 	  fi; }
 
 ifdef DATABASE

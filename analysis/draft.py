@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from analysis import server_events
+from analysis import alerts, server_events
 
 #: the charts of a report, in the order the draft links them
 CHARTS = ("overview", "error_codes", "fingerprints", "affected_users", "dimensions", "bypass")
@@ -290,4 +290,5 @@ def render(s: dict[str, Any], *, figures: list[str] | tuple[str, ...] = CHARTS) 
                 )
             )
     lines += ["- Inputs and their SHA-256: `manifest.json`", ""]
+    lines += alerts.draft_section(s)
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from analysis import config, registry, times
+from analysis import alerts, config, registry, times
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,9 @@ PARAMETERS: tuple[Param, ...] = (
           ("--range-start",), "INSTANT"),
     Param("range_end", str, "", '... to this instant, exclusive; "" for all the data',
           ("--range-end",), "INSTANT"),
+    Param("alert_metrics", dict, {},
+          "metric names of the alert rules in alerts/ (README); {}: the defaults",
+          ("--alert-metrics",), "YAML"),
 )  # fmt: skip
 BY_NAME = {p.name: p for p in PARAMETERS}
 #: every parameter with its default
@@ -221,6 +224,13 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         out["year"] = int(out["year"] or 0)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"year {out['year']!r} is not a year") from exc
+    try:  # the alert rules' metric names (issue 18): the given mapping, checked
+        alerts.metric_mapping(out["alert_metrics"])
+    except alerts.AlertConfigError as exc:
+        raise ParameterError(str(exc)) from exc
+    if isinstance(out["alert_metrics"], str):
+        out["alert_metrics"] = yaml.safe_load(out["alert_metrics"]) or {}
+    out["alert_metrics"] = dict(out["alert_metrics"] or {})
     if not out["report_dir"]:
         out["report_dir"] = str(Path("reports") / out["incident_id"])
     return out

@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from analysis import (
+    alerts,
     charts,
     config,
     db,
@@ -76,6 +77,8 @@ class Run:
     con: duckdb.DuckDBPyConnection | None = None
     loaded: load.LoadResult | None = None
     result: summary.Analysis | None = None
+    #: the alert rules of ``alerts/`` (issue 18), made by :meth:`analyse`
+    alert_set: alerts.AlertSet | None = None
     figures: dict[str, list[Path]] = field(default_factory=dict)
     #: seconds spent in each step, shown by the notebook and the command (never in a hashed file)
     timings: dict[str, float] = field(default_factory=dict)
@@ -209,6 +212,11 @@ class Run:
         )
         s = self.result.summary
         s["redacted"] = bool(self.parameters["redact_users"])
+        p = self.parameters
+        self.alert_set = alerts.for_report(
+            self.con, self.result, self.analysis_params, p["alert_metrics"]
+        )
+        s["alerts"], s["alerts_skipped"] = self.alert_set.summary, self.alert_set.skipped
         self._timed("analysis", started)
         return self.result
 
@@ -269,6 +277,8 @@ class Run:
             draft.render(self.summary, figures=sorted(self.figures)), encoding="utf-8"
         )
         self._write_bypass_users(out / SENSITIVE_FILE)
+        if self.alert_set is not None:
+            self.alert_set.write(out / "alerts")
         manifest = self.manifest()
         (out / "manifest.json").write_text(summary.dumps(manifest), encoding="utf-8")
         if self.con is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,19 @@ def require_shared() -> Path:
     if os.environ.get("POSTMORTEM_REQUIRE_SHARED"):
         pytest.fail(f"{REAL_LOGS} is missing, and CI requires it (POSTMORTEM_REQUIRE_SHARED)")
     pytest.skip(f"{REAL_LOGS} is not here (only the team's checkout has ../shared/real-logs)")
+
+
+def require_promtool() -> str:
+    """Prometheus's promtool: skip where it is not installed, fail in CI where it must be."""
+    found = shutil.which("promtool")
+    if found:
+        return found
+    if os.environ.get("POSTMORTEM_REQUIRE_SHARED"):
+        pytest.fail(
+            "promtool is missing, and CI requires it (make test installs Debian's prometheus "
+            "package as root)"
+        )
+    pytest.skip("promtool is not installed (make prometheus installs it when run as root)")
 
 
 @pytest.fixture(scope="session")
