@@ -4,7 +4,6 @@ checks a report against it."""
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from collections.abc import Sequence
 from importlib import metadata
@@ -14,18 +13,10 @@ from typing import Any
 import analysis
 from analysis import config, params
 from analysis.kinds import FileResult
+from analysis.load import sha256_of as sha256_file
 
 #: the packages whose versions shape the evidence
 PACKAGES = ("duckdb", "pandas", "numpy", "pyarrow", "matplotlib", "papermill", "nbconvert")
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(8 * 1024 * 1024):
-            h.update(block)
-    return h.hexdigest()
 
 
 def portable(path: Path) -> str:

@@ -48,6 +48,29 @@ class Reader:
     definition: sources.Definition | None = None
 
 
+def _server_log(fn: Callable[..., None], *options: str) -> ReadFn:
+    """The read function of a server-log format: ``fn(con, path, res, tz=, progress=, …)``
+    with the load's options that the format takes."""
+
+    def read(
+        con: duckdb.DuckDBPyConnection,
+        kind: kinds.Kind,
+        path: Path,
+        res: kinds.FileResult,
+        opts: kinds.ReadOptions,
+    ) -> None:
+        fn(
+            con,
+            path,
+            res,
+            tz=opts.tz,
+            progress=opts.progress,
+            **{name: getattr(opts, name) for name in options},
+        )
+
+    return read
+
+
 def _builtin() -> list[Reader]:
     return [
         Reader(
@@ -90,7 +113,7 @@ def _builtin() -> list[Reader]:
             "postgres",
             "PostgreSQL server log",
             ("queries",),
-            postgres.read,
+            _server_log(postgres.load_postgres, "log_line_prefix", "year"),
             sniff=postgres.sniff,
             help="stderr with any log_line_prefix (inferred), syslog, csvlog, jsonlog, "
             "RDS/Aurora, Cloud SQL's JSON export, Heroku logplex; with "
@@ -100,7 +123,7 @@ def _builtin() -> list[Reader]:
             "mysql-slow",
             "MySQL slow query log",
             ("queries",),
-            mysql_slow.read,
+            _server_log(mysql_slow.load_slow_log),
             sniff=mysql_slow.sniff,
             help="MySQL / MariaDB / Percona slow query log",
         ),
@@ -108,7 +131,7 @@ def _builtin() -> list[Reader]:
             "sshd",
             "OpenSSH sshd log",
             ("auth",),
-            sshd.read,
+            _server_log(sshd.load_sshd, "year"),
             sniff=sshd.sniff,
             help="sshd lines of syslog or the journal (Failed / Accepted / Invalid user …)",
         ),

@@ -208,14 +208,3 @@ def sniff(sample: list[str]) -> str | None:
     if any(s.startswith("# Query_time:") for s in hits):
         return f"{len(hits)} '# Time:' / '# User@Host:' / '# Query_time:' header lines"
     return None
-
-
-def read(
-    con: duckdb.DuckDBPyConnection,
-    kind: kinds.Kind,
-    path: Path,
-    res: kinds.FileResult,
-    opts: kinds.ReadOptions,
-) -> None:
-    """The registry's entry point: :func:`load_slow_log` with the load's options."""
-    load_slow_log(con, path, res, tz=opts.tz, progress=opts.progress)

@@ -221,22 +221,3 @@ def sniff(sample: list[str]) -> str | None:
     if hits and hits >= len(sample) / 4:
         return f"{hits} of the first {len(sample)} lines are PostgreSQL entries ('LOG:  …')"
     return None
-
-
-def read(
-    con: duckdb.DuckDBPyConnection,
-    kind: kinds.Kind,
-    path: Path,
-    res: kinds.FileResult,
-    opts: kinds.ReadOptions,
-) -> None:
-    """The registry's entry point: :func:`load_postgres` with the load's options."""
-    load_postgres(
-        con,
-        path,
-        res,
-        tz=opts.tz,
-        progress=opts.progress,
-        log_line_prefix=opts.log_line_prefix,
-        year=opts.year,
-    )

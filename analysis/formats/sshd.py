@@ -473,14 +473,3 @@ def sniff(sample: list[str]) -> str | None:
     if hits and hits >= len(sample) / 10:
         return f"{hits} of the first {len(sample)} lines are sshd syslog lines"
     return None
-
-
-def read(
-    con: duckdb.DuckDBPyConnection,
-    kind: kinds.Kind,
-    path: Path,
-    res: kinds.FileResult,
-    opts: kinds.ReadOptions,
-) -> None:
-    """The registry's entry point: :func:`load_sshd` with the load's options."""
-    load_sshd(con, path, res, tz=opts.tz, progress=opts.progress, year=opts.year)
