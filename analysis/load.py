@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, registry, sources
+from analysis import db, definitions, registry
 from analysis.formats import common
 from analysis.kinds import (
     AUTH,
@@ -107,7 +107,7 @@ def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, 
     if given and given.lower().endswith((".yaml", ".yml")) and given not in registry.READERS:
         try:
             return registry.from_definition(Path(given)), None
-        except sources.DefinitionError as exc:
+        except definitions.DefinitionError as exc:
             raise LoadError(str(exc)) from exc
     if given and given != "auto":
         reader = registry.READERS.get(given)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import kinds, readers, sources
+from analysis import definitions, kinds, readers, sources
 from analysis.formats import mysql_slow, postgres, sshd
 
 #: reads one file into its kind's table; counts and notes go to the FileResult
@@ -45,7 +45,7 @@ class Reader:
     #: a preset (a source definition shipped with the package), not a format of its own
     preset: bool = False
     #: the source definition behind a preset or a user's definition file
-    definition: sources.Definition | None = None
+    definition: definitions.Definition | None = None
 
 
 def _server_log(fn: Callable[..., None], *options: str) -> ReadFn:
@@ -138,7 +138,7 @@ def _builtin() -> list[Reader]:
     ]
 
 
-def _of_definition(d: sources.Definition, *, preset: bool) -> Reader:
+def _of_definition(d: definitions.Definition, *, preset: bool) -> Reader:
     return Reader(
         d.name,
         d.title,
@@ -152,12 +152,12 @@ def _of_definition(d: sources.Definition, *, preset: bool) -> Reader:
 
 
 def _presets() -> list[Reader]:
-    return [_of_definition(d, preset=True) for d in sources.presets()]
+    return [_of_definition(d, preset=True) for d in definitions.presets()]
 
 
 def from_definition(path: Path) -> Reader:
     """The reader of a user's own source definition file (``--auth-format FILE.yaml``)."""
-    return _of_definition(sources.read_definition(path), preset=False)
+    return _of_definition(definitions.read_definition(path), preset=False)
 
 
 READERS: dict[str, Reader] = {r.name: r for r in [*_builtin(), *_presets()]}
@@ -193,8 +193,8 @@ def user_codes(formats: list[str], *, given: str = "auto") -> list[str]:
     defs = [READERS[f].definition for f in formats if f in READERS]
     if given.lower().endswith((".yaml", ".yml")) and given not in READERS:
         try:
-            defs.append(sources.read_definition(Path(given)))
-        except sources.DefinitionError:
+            defs.append(definitions.read_definition(Path(given)))
+        except definitions.DefinitionError:
             pass  # the load has already said what is wrong with it
     for d in defs:
         for code in d.user_codes if d else ():

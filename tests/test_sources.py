@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import config, db, load, registry, sources, views
+from analysis import config, db, definitions, load, registry, sources, views
 from tests.conftest import require_shared
 
 FIXTURES = Path(
@@ -91,7 +91,7 @@ def test_auto_recognises_each_preset_by_its_content(tmp_path, expected):
 
 def test_a_preset_is_in_the_registry_and_the_choices(tmp_path):
     for name in ("okta", "auth0", "keycloak"):
-        if (sources.PRESET_DIR / f"{name}.yaml").exists():
+        if (definitions.PRESET_DIR / f"{name}.yaml").exists():
             assert name in registry.names("auth")
             assert registry.READERS[name].preset
 
@@ -198,7 +198,7 @@ def test_the_same_definition_reads_json_lines_and_is_recognised_by_content(con, 
     assert (res.rows_read, res.rows_loaded, res.rows_rejected, res.rows_skipped) == (8, 3, 3, 2)
     # JSON Lines keep their line numbers
     assert con.execute("select line from rejects order by line").fetchall() == [(6,), (7,), (8,)]
-    sniff = sources.sniffer_for(sources.read_definition(d))
+    sniff = sources.sniffer_for(definitions.read_definition(d))
     assert sniff(log.read_text().splitlines()[:3])
 
 
@@ -261,9 +261,9 @@ def test_a_definition_that_cannot_be_used_is_one_clear_error(con, tmp_path, text
 
 
 def test_json_paths_quote_dotted_keys_and_iterate_arrays():
-    assert sources.json_path("actor.alternateId") == "$.actor.alternateId"
-    assert sources.json_path('"event.outcome"') == '$."event.outcome"'
-    assert sources.json_path("resourceLogs[].scopeLogs[].logRecords[]") == (
+    assert definitions.json_path("actor.alternateId") == "$.actor.alternateId"
+    assert definitions.json_path('"event.outcome"') == '$."event.outcome"'
+    assert definitions.json_path("resourceLogs[].scopeLogs[].logRecords[]") == (
         "$.resourceLogs[*].scopeLogs[*].logRecords[*]"
     )
-    assert sources.json_path("@timestamp") == "$.@timestamp"
+    assert definitions.json_path("@timestamp") == "$.@timestamp"
