@@ -419,6 +419,10 @@ def load_definition(
         validate.store(con, kind, res, rec, opts.tz, chunk=staged)
         if opts.progress:
             opts.progress(f"{path.name}: {res.rows_read + res.rows_skipped:,} records")
+    if d.input == "json" and res.rows_read and res.not_json == res.rows_read:
+        raise UnreadableFile(
+            f"{path}: no record is a JSON object; is it a {d.title} log ({d.name})?"
+        )
     res.rows_read += res.rows_skipped
     res.rows_rejected = res.rows_read - res.rows_loaded - res.rows_skipped
     if document:

@@ -267,3 +267,11 @@ def test_json_paths_quote_dotted_keys_and_iterate_arrays():
         "$.resourceLogs[*].scopeLogs[*].logRecords[*]"
     )
     assert definitions.json_path("@timestamp") == "$.@timestamp"
+
+
+def test_a_file_that_is_not_json_at_all_is_refused_by_a_json_preset(con, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text('10.0.0.2 - - [18/Nov/2018:21:34:30 +0000] "GET / HTTP/2.0" 401 17\n' * 3)
+    with pytest.raises(load.LoadError, match="no record is a JSON object; is it a .*okta"):
+        load.load(con, auth=log, auth_format="okta")
+    assert con.execute("select count(*) from rejects").fetchall() == [(0,)]
