@@ -178,8 +178,12 @@ def chart_titles(s: dict[str, Any]) -> dict[str, str]:
     else:
         titles["fingerprints"] = f"No query fingerprints (queries per auth: {qpa['method']})"
     dims = s["dimensions"]
-    if dims:
-        d = dims[0]
+    d = _top_dimension(s)
+    if dims and d is None:
+        titles["dimensions"] = (
+            "No dimension value stands out among the system failures beyond chance"
+        )
+    elif d is not None:
         titles["dimensions"] = (
             f"Failures concentrate in {d['dimension']} = {d['value']}: "
             f"{_pct(d['incident_share'], 0)} of system failures, "
