@@ -109,7 +109,7 @@ def _top_dimension(s: dict[str, Any]) -> dict[str, Any] | None:
 
 def _user_class(s: dict[str, Any]) -> dict[str, Any] | None:
     """The user-class failure figures when they rose far above their baseline."""
-    uc = s["impact"].get("user_class")
+    uc = s["auth"].get("user_class")
     return uc if uc and uc.get("far_above_baseline") else None
 
 

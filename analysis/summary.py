@@ -169,7 +169,7 @@ def analyse(
     summary: dict[str, Any] = {
         "incident_id": incident_id,
         "window": window_figures(params, detected),
-        "impact": impact_figures(window, base),
+        "impact": impact_figures(window),
         "auth": auth_figures(window, base, metrics.peak(con, used)),
         "db": db_figures(window, base, fps, scope),
         "dimensions": dimension_figures(dims),
@@ -205,9 +205,39 @@ def window_figures(params: Params, detected: detect.Window | None) -> dict[str, 
     }
 
 
-def impact_figures(window: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """Users active and affected (by system-class failures only), and the users whose
-    user-class failures rose far above their baseline."""
+def impact_figures(window: dict[str, Any]) -> dict[str, Any]:
+    """Users active in the declared window and those affected: by system-class failures
+    only (user-class failures far above their baseline are ``auth.user_class``)."""
+    return {
+        "users_active": int(window["users_active"]),
+        "users_affected": int(window["users_affected"]),
+        "affected_share": _r(_ratio(window["users_affected"], window["users_active"])),
+    }
+
+
+def auth_figures(
+    window: dict[str, Any], base: dict[str, Any], peak: tuple[float | None, datetime | None]
+) -> dict[str, Any]:
+    """Attempts and failures in the declared window, the baseline error rate, the peak, and
+    the user-class failures against their baseline."""
+    peak_rate, peak_minute = peak
+    return {
+        "attempts": int(window["attempts"]),
+        "failures": int(window["failures"]),
+        "system_failures": int(window["system_failures"]),
+        "error_rate": _r(_ratio(window["failures"], window["attempts"])),
+        "baseline_error_rate": _r(_ratio(base["failures"], base["attempts"])),
+        "peak_error_rate": _r(peak_rate),
+        "peak_minute": iso(peak_minute),
+        "user_class": user_class_figures(window, base),
+    }
+
+
+def user_class_figures(window: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """User-class failures (codes counted as the user's) in the window, the users who had
+    them, and whether they rose far above their baseline: 3× its rate, at least
+    :data:`USER_FAR_MIN` of them, and a two-proportion z of :data:`USER_FAR_Z` (a 401 storm
+    after a broken deploy is an outage even though 401 is "the user's")."""
     user = window["failures"] - window["system_failures"]
     base_user = base["failures"] - base["system_failures"]
     rate = _ratio(user, window["attempts"])
@@ -222,32 +252,11 @@ def impact_figures(window: dict[str, Any], base: dict[str, Any]) -> dict[str, An
     )
     users = window.get("users_user_failed")
     return {
-        "users_active": int(window["users_active"]),
-        "users_affected": int(window["users_affected"]),
-        "affected_share": _r(_ratio(window["users_affected"], window["users_active"])),
-        "user_class": {
-            "failures": int(user),
-            "users": None if users is None else int(users),
-            "rate": _r(rate),
-            "baseline_rate": _r(base_rate),
-            "far_above_baseline": far,
-        },
-    }
-
-
-def auth_figures(
-    window: dict[str, Any], base: dict[str, Any], peak: tuple[float | None, datetime | None]
-) -> dict[str, Any]:
-    """Attempts and failures in the declared window, the baseline error rate and the peak."""
-    peak_rate, peak_minute = peak
-    return {
-        "attempts": int(window["attempts"]),
-        "failures": int(window["failures"]),
-        "system_failures": int(window["system_failures"]),
-        "error_rate": _r(_ratio(window["failures"], window["attempts"])),
-        "baseline_error_rate": _r(_ratio(base["failures"], base["attempts"])),
-        "peak_error_rate": _r(peak_rate),
-        "peak_minute": iso(peak_minute),
+        "failures": int(user),
+        "users": None if users is None else int(users),
+        "rate": _r(rate),
+        "baseline_rate": _r(base_rate),
+        "far_above_baseline": far,
     }
 
 

@@ -46,13 +46,6 @@ def full() -> dict:
             "users_active": 1000,
             "users_affected": 300,
             "affected_share": 0.3,
-            "user_class": {
-                "failures": 20,
-                "users": 18,
-                "rate": 0.02,
-                "baseline_rate": 0.02,
-                "far_above_baseline": False,
-            },
         },
         "auth": {
             "attempts": 4000,
@@ -62,6 +55,13 @@ def full() -> dict:
             "baseline_error_rate": 0.02,
             "peak_error_rate": 0.34,
             "peak_minute": "2024-01-19T10:41:00Z",
+            "user_class": {
+                "failures": 20,
+                "users": 18,
+                "rate": 0.02,
+                "baseline_rate": 0.02,
+                "far_above_baseline": False,
+            },
         },
         "db": {
             "queries_per_auth": {"baseline": 3.25, "incident": 15.0, "method": "request_id"},
@@ -228,7 +228,7 @@ def insignificant_dimension(s: dict) -> dict:
 
 def user_class_storm(s: dict) -> dict:
     s = without_system_failures(s)
-    s["impact"]["user_class"] = {
+    s["auth"]["user_class"] = {
         "failures": 700,
         "users": 640,
         "rate": 0.175,

@@ -110,18 +110,14 @@ def fixture_summary(con, tmp_path):
 def test_impact_and_auth_figures(fixture_summary):
     s = fixture_summary
     # window: 16 + 5 + 1 attempts; users u1..u5; system failures: u1, u2 (twice), u5 (no code)
-    assert s["impact"] == {
-        "users_active": 5,
-        "users_affected": 3,
-        "affected_share": 0.6,
-        # one wrong password (u3) in the window, one in the baseline's 11: not far above it
-        "user_class": {
-            "failures": 1,
-            "users": 1,
-            "rate": round(1 / 22, 4),
-            "baseline_rate": round(1 / 11, 4),
-            "far_above_baseline": False,
-        },
+    assert s["impact"] == {"users_active": 5, "users_affected": 3, "affected_share": 0.6}
+    # one wrong password (u3) in the window, one in the baseline's 11: not far above it
+    assert s["auth"]["user_class"] == {
+        "failures": 1,
+        "users": 1,
+        "rate": round(1 / 22, 4),
+        "baseline_rate": round(1 / 11, 4),
+        "far_above_baseline": False,
     }
     a = s["auth"]
     assert (a["attempts"], a["failures"], a["system_failures"]) == (22, 5, 4)

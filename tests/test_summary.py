@@ -70,21 +70,24 @@ def test_window_figures():
 
 
 def test_impact_figures():
-    assert summary.impact_figures(WINDOW, BASE) == {
+    assert summary.impact_figures(WINDOW) == {
         "users_active": 1000,
         "users_affected": 300,
         "affected_share": 0.3,
-        "user_class": {
-            "failures": 20,
-            "users": 18,
-            "rate": 0.005,
-            "baseline_rate": 0.02,
-            "far_above_baseline": False,
-        },
+    }
+
+
+def test_user_class_figures():
+    assert summary.user_class_figures(WINDOW, BASE) == {
+        "failures": 20,
+        "users": 18,
+        "rate": 0.005,
+        "baseline_rate": 0.02,
+        "far_above_baseline": False,
     }
     # a 401 storm: user-class failures ten times their baseline
     storm = {**WINDOW, "failures": 800 + 800, "users_user_failed": 700}
-    uc = summary.impact_figures(storm, BASE)["user_class"]
+    uc = summary.user_class_figures(storm, BASE)
     assert uc == {
         "failures": 800,
         "users": 700,
@@ -94,7 +97,7 @@ def test_impact_figures():
     }
     # twice the baseline is not far above it
     twice = {**WINDOW, "failures": 800 + 160}
-    assert summary.impact_figures(twice, BASE)["user_class"]["far_above_baseline"] is False
+    assert summary.user_class_figures(twice, BASE)["far_above_baseline"] is False
 
 
 def test_auth_figures():
@@ -107,6 +110,7 @@ def test_auth_figures():
         "baseline_error_rate": 0.02,
         "peak_error_rate": 0.3369,
         "peak_minute": "2024-01-19T10:41:00Z",
+        "user_class": summary.user_class_figures(WINDOW, BASE),
     }
     empty = dict.fromkeys(WINDOW, 0) | {"latency_p95_ms": None}
     a = summary.auth_figures(empty, empty, (None, None))
