@@ -10,7 +10,7 @@ Signals (each used when the series has its columns and data):
 
 A bypass login (``auth_path = 'bypass'``) issues no query and cannot fail, so the three auth
 signals are measured per database-path attempt (attempts − bypass logins). A bucket where the
-bypass took most logins (half or more) is *masked*: when it looks normal, nothing is known of
+bypass took most logins (two thirds or more) is *masked*: when it looks normal, nothing is known of
 it, and it neither ends a segment nor counts as a gap, so a mitigation that hides the symptom
 for an hour while the cause goes on neither splits nor shortens the window.
 
@@ -52,7 +52,7 @@ import pandas as pd
 #: the signals in the order they are reported
 SIGNALS = ("system_failure_rate", "queries_per_auth", "latency_p95_ms", "user_failure_rate")
 #: a bucket where bypass logins are at least this share of attempts is masked
-MASKED_SHARE = 0.5
+MASKED_SHARE = 2 / 3
 #: user-class failures count only this far above their normal level (hot, edge)
 USER_FAR = (3.0, 2.0)
 #: queries per attempt must rise by this factor (hot, edge)
@@ -136,7 +136,7 @@ def detect_window(
     n_db = np.maximum(attempts - bypass, 0.0)
     if not (attempts > 0).any():
         return None
-    masked = (bypass > 0) & (bypass >= MASKED_SHARE * np.maximum(attempts, 1))
+
     # sparse buckets (a small service, a short bucket) are pooled over a centred window of
     # k buckets, enough for about `min_attempts` attempts; the edges are refined afterwards
     positive = n_db[n_db > 0]
@@ -150,6 +150,10 @@ def detect_window(
     # no longer than the series: a longer kernel would lengthen the pooled arrays
     if k > len(series):
         k = max(1, len(series) - 1 + len(series) % 2)
+    # masked where the bypass took most logins (pooled like the signals, so that a sparse
+    # bucket's chance majority of bypass logins does not count)
+    pooled_bypass, pooled_attempts = _pool(bypass, k), _pool(attempts, k)
+    masked = (pooled_bypass > 0) & (pooled_bypass >= MASKED_SHARE * np.maximum(pooled_attempts, 1))
     signals = _signals(series, n_db, k)
     if not signals:
         return None
@@ -170,6 +174,9 @@ def detect_window(
         return None
     lo, hi, names = found
     part = [f for f in second if f.name in names]
+    # where each signal is anomalous: its warm buckets, or, on a pooled series (which spreads
+    # every change over half a pool), its raw buckets above the normal level
+    seen_at = {f.name: f.above if k > 1 else f.warm for f in part}
     if k > 1:
         above = np.logical_or.reduce([f.above for f in part])
         lo, hi = _refine(above, lo, hi, k)
@@ -181,7 +188,7 @@ def detect_window(
     excess = float((fs.x[sl] - p0 * fs.n[sl]).sum()) if "system_failure_rate" in names else 0.0
     by_signal = {}
     for f in part:
-        seen = np.flatnonzero((f.warm | f.above)[sl])
+        seen = np.flatnonzero(seen_at[f.name][sl])
         if len(seen):
             by_signal[f.name] = (buckets[lo + seen[0]], buckets[lo + seen[-1]] + bucket)
     return Window(
@@ -190,7 +197,10 @@ def detect_window(
         baseline_rate=p0,
         peak_rate=float(fs.value[sl][fs.valid[sl]].max()) if fs.valid[sl].any() else 0.0,
         excess_failures=excess,
-        signals={"start": _at_edge(part, lo, lo + 1), "end": _at_edge(part, hi, hi - 1)},
+        signals={
+            "start": _at_edge(part, seen_at, lo, lo + 1),
+            "end": _at_edge(part, seen_at, hi, hi - 1),
+        },
         by_signal={name: by_signal[name] for name in SIGNALS if name in by_signal},
         masked_buckets=int(masked[sl].sum()),
     )
@@ -280,7 +290,11 @@ def _flags(
         excess = v - p0
         hot = valid & (excess > np.maximum(z * noise, hot_floor))
         warm = valid & (excess > np.maximum(z_edge * noise, edge_floor))
-        above = s.raw_value > p0 + edge_floor
+        # a raw bucket's p95 is noisier than a pooled one: judged on the raw spread, and by
+        # the hot factor at least
+        raw_ok = np.isfinite(s.raw_value) & (quiet if quiet is not None else True)
+        raw_mad = float(np.median(np.abs(s.raw_value[raw_ok] - p0))) if raw_ok.any() else 0.0
+        above = s.raw_value > p0 + max(z * 1.4826 * raw_mad, hot_floor)
         return _Flags(s.name, hot, warm, _strength(excess, noise, valid), above, p0)
     median_n = max(float(np.median(s.n[valid])), 1.0) if valid.any() else 1.0
 
@@ -296,7 +310,10 @@ def _flags(
         above = (s.raw_x >= 1) & (s.raw_x > 2 * s.factor[1] * p0 * s.raw_n)
     else:
         counted_hot = counted_warm = np.ones_like(valid)
-        above = (s.raw_n > 0) & (s.raw_value > s.factor[1] * p0)
+        raw_noise = np.sqrt(max(p0, 0.5 / median_n) / np.maximum(s.raw_n, 1))
+        above = (
+            (s.raw_n > 0) & (s.raw_value > s.factor[0] * p0) & (s.raw_value > p0 + z * raw_noise)
+        )
     # a signal that must rise by a factor is tested against that multiple of its level, with
     # the noise a bucket would show there: clearly above 3×, not merely noisily near it
     hot_ref, edge_ref = s.factor[0] * p0, s.factor[1] * p0
@@ -339,13 +356,15 @@ def _best(
     return None if best is None else best[:3]
 
 
-def _at_edge(part: list[_Flags], edge: int, inner: int) -> tuple[str, ...]:
+def _at_edge(
+    part: list[_Flags], seen_at: dict[str, np.ndarray], edge: int, inner: int
+) -> tuple[str, ...]:
     """The taking-part signals anomalous at an edge: in its bucket or the one inside it (an
     edge is a pair of sustained buckets)."""
     names = tuple(
         f.name
         for f in part
-        if any(0 <= i < len(f.warm) and (f.warm[i] or f.above[i]) for i in (edge, inner))
+        if any(0 <= i < len(f.warm) and seen_at[f.name][i] for i in (edge, inner))
     )
     return names or tuple(f.name for f in part)
 

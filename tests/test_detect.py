@@ -273,3 +273,24 @@ def test_every_signal_quiet_or_only_mildly_up_is_no_incident(seed):
     # user errors at twice their level, queries per login 1.2×: noticeable, not an outage
     mild = full_series(user=level(0.0175, 0.035), qpa=level(3.0, 3.6), seed=seed)
     assert detect_window(mild, bucket=MIN) is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_sparse_service_pools_every_signal_and_dates_the_edges_from_raw_buckets(seed):
+    # a dozen logins a minute: pooled over about nine minutes, which spreads every change;
+    # the edges go back to the raw minutes where the queries and the failures moved
+    early, fix = ONSET - 4 * MIN, END - 5 * MIN
+    s = full_series(
+        failure=level(0.0, 0.3),
+        qpa=level(3.5, 25.0, early, fix),
+        latency=level(6.5, 1800.0, early, fix),
+        bypass=level(0.0, 0.4, ONSET + 60 * MIN, END + 60 * MIN),
+        n=12,
+        seed=seed,
+    )
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, early, 1) and close(w.end, END, 2)
+    assert w.signals["start"] == ("queries_per_auth", "latency_p95_ms")
+    assert close(w.by_signal["system_failure_rate"][0], ONSET, 1)
+    # 40% of a dozen logins is now and then a majority: not a masked stretch
+    assert w.masked_buckets == 0
