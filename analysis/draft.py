@@ -154,6 +154,9 @@ def chart_titles(s: dict[str, Any]) -> dict[str, str]:
         "error_codes": (
             f"{auth['system_failures']:,} system failures in the declared window, "
             f"against a baseline error rate of {_pct(auth['baseline_error_rate'])}"
+            if auth["baseline_error_rate"] is not None
+            else f"{auth['system_failures']:,} system failures in the declared window "
+            "(no data outside it to compare)"
         ),
         "affected_users": (
             f"{imp['users_affected']:,} users ({_pct(imp['affected_share'], 0)} of "
@@ -515,9 +518,15 @@ def span_notes(s: dict[str, Any]) -> list[str]:
     for key, label in (("auth", "auth events"), ("queries", "queries")):
         far = (s["ingest"].get(key) or {}).get("outside_span")
         if far and far["count"]:
+            when = (
+                f"on {_dt(far['first'])}"
+                if far["first"] == far["last"]
+                else f"{_dt(far['first'])} to {_dt(far['last'])}"
+            )
+            what = f"{far['count']:,} {label} lie" if far["count"] > 1 else f"1 {label[:-1]} lies"
             out.append(
-                f"{far['count']:,} {label} lie far from the window ({_dt(far['first'])} to "
-                f"{_dt(far['last'])}): counted, and left out of every figure and chart"
+                f"{what} far from the window ({when}): counted, and left out of every figure "
+                "and chart"
             )
     sp = s.get("span")
     if sp and sp.get("bucket_grown"):

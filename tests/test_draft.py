@@ -337,6 +337,17 @@ def test_user_class_failures_far_above_baseline_get_a_line_of_their_own():
     assert "User-class failures" not in render()
 
 
+def test_no_chart_title_says_n_a():
+    def no_baseline(s):
+        s["auth"]["baseline_error_rate"] = None
+        return s
+
+    for change in (None, without_queries, without_bypass, without_system_failures, no_baseline):
+        s = full() if change is None else change(full())
+        for name in draft.charts_for(s):
+            assert "n/a" not in draft.chart_titles(s)[name], (change, name)
+
+
 def test_without_a_detected_window_or_a_timeline():
     text = render(without_detection)
     assert "nothing anomalous found" in text
@@ -390,7 +401,7 @@ def test_outside_span_rows_and_a_grown_bucket_are_said():
         return s
 
     text = render(far)
-    assert "1 auth events lie far from the window (January 19, 2014, 10:00 UTC" in text
+    assert "1 auth event lies far from the window (on January 19, 2014, 10:00 UTC)" in text
     assert "left out of every figure and chart" in text
     assert "the series uses 5min buckets, not the 1min asked for" in text
     assert draft.span_notes(full()) == []
