@@ -113,6 +113,18 @@ def _user_class(s: dict[str, Any]) -> dict[str, Any] | None:
     return uc if uc and uc.get("far_above_baseline") else None
 
 
+def _steady_system_failures(s: dict[str, Any]) -> bool:
+    """True when the window's system failures run at about their baseline rate (under twice
+    it) and the detector did not see them rise: codes that may be the user's under another
+    name (a source's own "bad_password"), not an outage."""
+    auth = s["auth"]
+    rate, base = auth.get("system_error_rate"), auth.get("baseline_system_error_rate")
+    det = s["window"]["detected"] or {}
+    if "system_failure_rate" in (det.get("by_signal") or {}):
+        return False
+    return bool(auth["system_failures"] and rate is not None and base and rate < 2 * base)
+
+
 def charts_for(s: dict[str, Any]) -> list[str]:
     """The charts that have a figure to show, in the draft's order."""
     out = ["overview"]
@@ -288,7 +300,16 @@ def impact_section(s: dict[str, Any]) -> list[str]:
     for user-class failures far above their baseline."""
     imp, auth = s["impact"], s["auth"]
     lines = ["## Impact", "", "- Service Affected: User Authentication and Authorization"]
-    if auth["system_failures"]:
+    if auth["system_failures"] and _steady_system_failures(s):
+        lines.append(
+            f"- {imp['users_affected']:,} of {imp['users_active']:,} users active in the "
+            f"declared window ({_pct(imp['affected_share'])}) had a login fail with a code "
+            f"counted as the system's, but those failures ran at their baseline rate "
+            f"({_pct(auth['system_error_rate'], 2)} against "
+            f"{_pct(auth['baseline_system_error_rate'], 2)}): not an outage in the data. If "
+            "their codes are the user's under another name, list them in `user_error_codes`."
+        )
+    elif auth["system_failures"]:
         lines.append(
             f"- Users affected: {imp['users_affected']:,} of {imp['users_active']:,} users "
             f"active in the declared window ({_pct(imp['affected_share'])}) had at least one "
@@ -462,7 +483,7 @@ def measures_section(s: dict[str, Any]) -> list[str]:
                 f"bypass login at {_t(bp['last'])}); re-verify the users who logged in through "
                 "it."
             )
-    if s["auth"]["system_failures"] and imp["users_affected"]:
+    if s["auth"]["system_failures"] and imp["users_affected"] and not _steady_system_failures(s):
         lines.append("- Immediate: communicate with affected users.")
     if _user_class(s):
         lines.append(

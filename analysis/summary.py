@@ -229,6 +229,8 @@ def auth_figures(
         "baseline_error_rate": _r(_ratio(base["failures"], base["attempts"])),
         "peak_error_rate": _r(peak_rate),
         "peak_minute": iso(peak_minute),
+        "system_error_rate": _r(_ratio(window["system_failures"], window["attempts"])),
+        "baseline_system_error_rate": _r(_ratio(base["system_failures"], base["attempts"])),
         "user_class": user_class_figures(window, base),
     }
 

@@ -55,6 +55,8 @@ def full() -> dict:
             "baseline_error_rate": 0.02,
             "peak_error_rate": 0.34,
             "peak_minute": "2024-01-19T10:41:00Z",
+            "system_error_rate": 0.2,
+            "baseline_system_error_rate": 0.0,
             "user_class": {
                 "failures": 20,
                 "users": 18,
@@ -359,6 +361,29 @@ def test_without_a_detected_window_or_a_timeline():
     assert "Time to" not in text and "Likely trigger" not in text
     assert "review configuration changes" not in text
     assert "rise above baseline" in text
+
+
+def test_system_failures_at_their_baseline_rate_are_not_called_an_outage():
+    # every failure has a code of the source's own ("bad_password") that the report counts
+    # as the system's: 100% of the users who failed, at the same rate as any other day
+    def steady(s):
+        s = without_detection(s)
+        s["auth"].update(system_error_rate=0.02, baseline_system_error_rate=0.021)
+        s["impact"].update(users_affected=1000, affected_share=1.0)
+        return s
+
+    text = render(steady)
+    assert "Users affected" not in text
+    assert "ran at their baseline rate (2.00% against 2.10%): not an outage" in text
+    assert "user_error_codes" in text
+    assert "communicate with affected users" not in text
+
+    # the same rates while the detector saw the system failures rise: an outage
+    def seen(s):
+        s["auth"].update(system_error_rate=0.02, baseline_system_error_rate=0.021)
+        return s
+
+    assert "Users affected" in render(seen)
 
 
 def test_a_masked_stretch_and_a_disagreement_are_said():

@@ -110,6 +110,8 @@ def test_auth_figures():
         "baseline_error_rate": 0.02,
         "peak_error_rate": 0.3369,
         "peak_minute": "2024-01-19T10:41:00Z",
+        "system_error_rate": 0.2,
+        "baseline_system_error_rate": 0.0,
         "user_class": summary.user_class_figures(WINDOW, BASE),
     }
     empty = dict.fromkeys(WINDOW, 0) | {"latency_p95_ms": None}
