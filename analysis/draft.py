@@ -417,7 +417,7 @@ def root_cause_section(s: dict[str, Any]) -> list[str]:
     d = _top_dimension(s)
     if d:
         p = d.get("p_value")
-        sig = f"; p = {p:.2g}" if p else ("; p < 1e-300" if p == 0 else "")
+        sig = "" if p is None else ("; p < 0.0001" if p < 0.0001 else f"; p = {p:.2g}")
         lines.append(
             f"- Failures concentrate most in {md(d['dimension'])} = {md(d['value'])} "
             f"({_pct(d['incident_share'])} of system failures against "

@@ -265,7 +265,9 @@ def test_the_full_summary_says_everything_it_holds():
     assert "rose from 3.25 to 15.00 (×4.62; method: request_id)" in text
     assert "select perm from permissions" in text
     assert "6.9 ms at baseline, 1,787.1 ms in the window" in text
-    assert "region = eu-west (61.0% of system failures against 48.0% of attempts" in text
+    assert (
+        "region = eu-west (61.0% of system failures against 48.0% of attempts; p < 0.0001)" in text
+    )
     assert "region = eu-west and client = android explain more than either alone" in text
     assert "350 logins by 170 users" in text and "The bypass outlived the fix" in text
     assert "confirm that the bypass of the database check is gone" in text
