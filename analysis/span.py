@@ -65,10 +65,9 @@ class Span:
         return self.bucket != self.bucket_requested
 
 
-def dense_hours(con: duckdb.DuckDBPyConnection) -> list[datetime]:
-    """The hours that hold at least one auth event or query, in order."""
-    rows = con.execute(metrics.sql("span_hours")).fetchall()
-    return [r[0] for r in rows]
+def hours_of_data(con: duckdb.DuckDBPyConnection) -> list[tuple[str, datetime, int, Any, Any]]:
+    """``(kind, hour, rows, first, last)`` for every hour holding rows, in order."""
+    return [tuple(r) for r in con.execute(metrics.sql("span_hours")).fetchall()]
 
 
 def reach(
@@ -109,29 +108,32 @@ def find(con: duckdb.DuckDBPyConnection, params: Params) -> Span:
     """The span of the report's rows around the declared window, and what lies outside it."""
     window = (params.start, params.end)
     max_gap = max(MIN_GAP, params.end - params.start)
-    hours = dense_hours(con)
+    per_hour = hours_of_data(con)
+    hours = sorted({h for _, h, *_ in per_hour})
     lo, hi = reach(hours, window, max_gap=max_gap) if hours else window
-    outside = {}
-    for kind, view in (("auth", "v_auth"), ("queries", "v_queries")):
-        count, first, last = db.one(
-            con,
-            f"select count(*), min(ts), max(ts) from {view} "  # noqa: S608 - fixed names
-            "where ts < $lo or ts >= $hi",
-            {"lo": lo, "hi": hi},
-        )
-        outside[kind] = {"count": int(count), "first": iso(first), "last": iso(last)}
-    # the series runs from the first to the last bucket holding data inside the span
-    first_last = db.one(
-        con,
-        "select min(t), max(t) from (select min(ts) t from v_auth where ts >= $lo and ts < $hi "
-        "union all select max(ts) from v_auth where ts >= $lo and ts < $hi "
-        "union all select min(ts) from v_queries where ts >= $lo and ts < $hi "
-        "union all select max(ts) from v_queries where ts >= $lo and ts < $hi)",
-        {"lo": lo, "hi": hi},
-    )
-    length = (first_last[1] - first_last[0]) if first_last[0] is not None else hi - lo
+    # whole hours, so that every hour of data is inside the span or outside it
+    lo = _floor_hour(lo)
+    hi = _floor_hour(hi) + (HOUR if _floor_hour(hi) < hi else timedelta(0))
+    outside: dict[str, dict[str, Any]] = {}
+    firsts, lasts = [], []
+    for kind in ("auth", "queries"):
+        far = [r for r in per_hour if r[0] == kind and not lo <= r[1] < hi]
+        near = [r for r in per_hour if r[0] == kind and lo <= r[1] < hi]
+        outside[kind] = {
+            "count": sum(r[2] for r in far),
+            "first": iso(min(r[3] for r in far)) if far else None,
+            "last": iso(max(r[4] for r in far)) if far else None,
+        }
+        firsts += [r[3] for r in near]
+        lasts += [r[4] for r in near]
+    # the series runs from the first to the last row inside the span
+    length = (max(lasts) - min(firsts)) if firsts else hi - lo
     bucket = grown_bucket(params.bucket, max(length, params.end - params.start))
     return Span(lo, hi, bucket, params.bucket, outside)
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
 
 
 def limit(con: duckdb.DuckDBPyConnection, span: Span) -> None:

@@ -1,12 +1,19 @@
--- The hours that hold at least one auth event or query of the report, in order: what the
--- span rule (analysis/span.py) walks to find where the data is dense around the window.
+-- Per kind ('auth', 'queries') and hour that holds rows of the report: how many, the first and
+-- the last instant. What the span rule (analysis/span.py) walks to find where the data is
+-- dense around the window, and counts what lies outside it with: one pass over each view.
 with auth as (
-    select distinct time_bucket(interval 1 hour, ts) as hour from v_auth
+    select 'auth' as kind, time_bucket(interval 1 hour, ts) as hour,
+           count(*) as rows, min(ts) as first, max(ts) as last
+    from v_auth
+    group by 2
 ), queries as (
-    select distinct time_bucket(interval 1 hour, ts) as hour from v_queries
+    select 'queries' as kind, time_bucket(interval 1 hour, ts) as hour,
+           count(*) as rows, min(ts) as first, max(ts) as last
+    from v_queries
+    group by 2
 ), final as (
-    select hour from auth
-    union
-    select hour from queries
+    select * from auth
+    union all
+    select * from queries
 )
-select * from final order by hour
+select * from final order by hour, kind
