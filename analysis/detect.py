@@ -10,9 +10,9 @@ Signals (each used when the series has its columns and data):
 
 A bypass login (``auth_path = 'bypass'``) issues no query and cannot fail, so the three auth
 signals are measured per database-path attempt (attempts − bypass logins). A bucket where the
-bypass took most logins (two thirds or more) is *masked*: when it looks normal, nothing is known of
-it, and it neither ends a segment nor counts as a gap, so a mitigation that hides the symptom
-for an hour while the cause goes on neither splits nor shortens the window.
+bypass took most logins (two thirds or more) is *masked*: when it looks normal, nothing is
+known of it, and it neither ends a segment nor counts as a gap, so a mitigation that hides
+the symptom for an hour while the cause goes on neither splits nor shortens the window.
 
 Each signal's normal level is found in two passes: first its lower quartile (robust to the
 incident itself while it covers less than three quarters of the data), then the level of every
@@ -22,7 +22,8 @@ ordinary noise would look anomalous against it). The noise is the larger of the 
 (binomial for the rates, Poisson for queries per attempt); latency is compared on a log scale.
 Queries per attempt and latency must also move by a factor (1.5× and 2× when hot, 1.25× and
 1.5× at an edge), so that a large service's statistically clear but harmless wobble is no
-incident.
+incident; user-class failures are tested against 3× (2× at an edge) their level, with the
+noise a bucket would show there.
 
 A bucket is *hot* for a signal when it stands ``z`` noise units above the normal level (with
 at least ``min_failures`` failures for the rates), *warm* above ``z_edge`` units. Buckets warm
@@ -32,13 +33,14 @@ and keeps a stretch where a partial mitigation eased the failures inside the inc
 signal takes part in a segment when at least ``min_buckets`` of its buckets are hot there; a
 segment without one is a short harmless spike. Each edge is the outermost pair of consecutive
 buckets warm for a taking-part signal, so one noisy bucket does not move it, and the signals
-warm in the edge's pair are its ``signals``. The segment with the largest sum of (capped) excess
-noise units is the incident.
+warm in the edge's pair are its ``signals``. The segment with the largest sum of (capped)
+excess noise units is the incident.
 
 Buckets too sparse for this (fewer than ``min_attempts`` attempts at the median) are pooled
-over a centred window of k buckets first; the edges found on the pooled series are then
-moved, within half a pool, to the first and last raw bucket that stands above the normal
-level of a taking-part signal.
+over a centred window of k buckets first (a p95 by the pool's median); the edges found on
+the pooled series are then moved, within half a pool, to the first and last raw bucket that
+stands clearly above the normal level of a taking-part signal, judged on the raw bucket's
+own noise, and the edge signals are read there.
 """
 
 from __future__ import annotations
