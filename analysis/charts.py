@@ -86,9 +86,19 @@ def _title(ax: Axes, title: str) -> None:
     ax.set_title(textwrap.fill(title, 70), loc="left")
 
 
+#: at most this many time ticks on an axis, whatever its span (an hour locator over a
+#: multi-year axis drew 68,728 ticks)
+MAX_TICKS = 12
+
+
 def _time_axis(ax: Axes) -> None:
-    ax.xaxis.set_major_locator(mdates.HourLocator())
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    """A UTC time axis with a bounded number of ticks: hours over a day, dates over weeks
+    (the date of an hour axis is written once, at its end)."""
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=MAX_TICKS, interval_multiples=True)
+    ax.xaxis.set_major_locator(locator)
+    formatter = mdates.ConciseDateFormatter(locator, show_offset=True)
+    ax.xaxis.set_major_formatter(formatter)
+    ax.xaxis.set_minor_locator(mdates.AutoDateLocator(maxticks=4 * MAX_TICKS))
     ax.set_xlabel("time (UTC)")
 
 
@@ -127,6 +137,8 @@ def mark_events(ax: Axes, events: pd.DataFrame, *, labels: bool = True) -> None:
     rows_end: list[float] = []
     for ev in events.itertuples():
         x = mdates.date2num(ev.ts)
+        if not xmin <= x <= xmax:
+            continue  # an event far from the data would stretch the axis or float outside it
         colour = KIND_COLOURS.get(ev.kind, "#555555")
         ax.axvline(x, color=colour, lw=1, alpha=0.8)
         if not labels:
@@ -152,6 +164,17 @@ def mark_events(ax: Axes, events: pd.DataFrame, *, labels: bool = True) -> None:
         )
 
 
+def overview_panels(series: pd.DataFrame) -> list[str]:
+    """The overview's panels that have data: the error rate always, queries per auth attempt
+    when queries were tied to attempts, latency when there was a query log."""
+    panels = ["error_rate"]
+    if "auth_queries" in series and float(series["auth_queries"].fillna(0).sum()) > 0:
+        panels.append("queries_per_auth")
+    if "latency_p95_ms" in series and series["latency_p95_ms"].notna().any():
+        panels.append("latency_p95_ms")
+    return panels
+
+
 def plot_overview(
     series: pd.DataFrame,
     *,
@@ -160,35 +183,39 @@ def plot_overview(
     events: pd.DataFrame,
     title: str,
 ) -> Figure:
-    """Three stacked panels on one UTC axis: error rate, queries per auth, DB p95 latency."""
-    fig = Figure(figsize=(11, 8.5), layout="constrained")
-    axes = fig.subplots(3, 1, sharex=True)
+    """Stacked panels on one UTC axis: error rate, queries per auth, DB p95 latency (those
+    that have data)."""
+    panels = overview_panels(series)
+    fig = Figure(figsize=(11, 2.2 + 2.1 * len(panels)), layout="constrained")
+    axes = list(np.atleast_1d(fig.subplots(len(panels), 1, sharex=True)))
     t = pd.to_datetime(series["bucket"])
-    ax = axes[0]
-    ax.stackplot(
-        t,
-        100 * series["system_error_rate"].fillna(0).astype(float),
-        100 * series["user_error_rate"].fillna(0).astype(float),
-        colors=[SYSTEM, USER],
-        labels=["system errors", "user errors"],
-        alpha=0.85,
-        lw=0,
-    )
-    ax.set_ylabel("auth error rate (%)")
-    ax.set_ylim(0, max(5, 100 * float(series["error_rate"].fillna(0).max()) * 1.25 + 10))
-    ax = axes[1]
-    ax.plot(t, series["queries_per_auth"].astype(float), color=QUERY, lw=1.2)
-    ax.set_ylabel("DB queries per auth attempt")
-    ax.set_ylim(0, None)
-    ax = axes[2]
-    ax.plot(t, series["latency_p95_ms"].astype(float), color=LATENCY, lw=1.2)
-    ax.set_yscale("log")
-    ax.set_ylabel("DB latency p95 (ms, log)")
+    for ax, panel in zip(axes, panels, strict=True):
+        if panel == "error_rate":
+            ax.stackplot(
+                t,
+                100 * series["system_error_rate"].fillna(0).astype(float),
+                100 * series["user_error_rate"].fillna(0).astype(float),
+                colors=[SYSTEM, USER],
+                labels=["system errors", "user errors"],
+                alpha=0.85,
+                lw=0,
+            )
+            ax.set_ylabel("auth error rate (%)")
+            ax.set_ylim(0, max(5, 100 * float(series["error_rate"].fillna(0).max()) * 1.25 + 10))
+        elif panel == "queries_per_auth":
+            ax.plot(t, series["queries_per_auth"].astype(float), color=QUERY, lw=1.2)
+            ax.set_ylabel("DB queries per auth attempt")
+            ax.set_ylim(0, None)
+        else:
+            ax.plot(t, series["latency_p95_ms"].astype(float), color=LATENCY, lw=1.2)
+            ax.set_yscale("log")
+            ax.set_ylabel("DB latency p95 (ms, log)")
     for i, ax in enumerate(axes):
         shade_windows(ax, declared=declared, detected=detected, label=i == 0)
-    _time_axis(axes[2])
-    for ax in axes:
-        ax.set_xlim(t.min(), t.max())
+    _time_axis(axes[-1])
+    if len(t):
+        for ax in axes:
+            ax.set_xlim(t.min(), t.max())
     for i, ax in enumerate(axes):
         mark_events(ax, events, labels=i == 0)
     fig.suptitle(title, fontsize=12, fontweight="bold")
@@ -434,6 +461,8 @@ class ChartData:
     #: the database's own errors per bucket and kind; computed only for its chart
     server_events: Callable[[], pd.DataFrame] = pd.DataFrame
     bucket: str = "1min"
+    #: the width of the error codes' bars
+    error_bars: str = "5min"
 
 
 def _one_axes(
@@ -454,7 +483,7 @@ CHARTS: dict[str, Callable[[ChartData, str], Figure]] = {
     ),
     "error_codes": _one_axes(
         lambda d, title, ax: plot_error_codes(
-            d.error_codes, declared=d.declared, title=title, ax=ax
+            d.error_codes, declared=d.declared, title=title, ax=ax, every=d.error_bars
         )
     ),
     "fingerprints": _one_axes(

@@ -30,6 +30,7 @@ from analysis import (
     privacy,
     registry,
     server_events,
+    span,
     summary,
     times,
     views,
@@ -44,6 +45,16 @@ NOTEBOOKS = (NOTEBOOK, EXPLORE_NOTEBOOK)
 SENSITIVE_FILE = "SENSITIVE-bypass-users.csv"
 LOCK_WAIT_S = 600
 TIMINGS_PREFIX = "step timings:"
+#: why a chart was not drawn, as the notebook says it
+_NO_CHART = {
+    "overview": "no auth attempt",
+    "error_codes": "no failed login in the data",
+    "fingerprints": "no query tied to the auth attempts",
+    "affected_users": "no user had a system failure",
+    "dimensions": "no system failure in the window to compare",
+    "bypass": "no login bypassed the database check",
+    "server_events": "the database logged no error",
+}
 
 
 def connect_waiting(
@@ -142,8 +153,12 @@ class Run:
 
     # --- the steps ---
 
-    def load(self) -> load.LoadResult:
-        """Load the inputs (files loaded before are found by their SHA-256, not reloaded)."""
+    def load(self, *, progress: Callable[[str], None] | None = None) -> load.LoadResult:
+        """Load the inputs (files loaded before are found by their SHA-256, not reloaded).
+
+        ``progress`` takes the loader's progress lines (by default :attr:`say`); the notebook
+        gives a :class:`ProgressLine`, which keeps one line and replaces it.
+        """
         started = time.monotonic()
         p = self.parameters
         self.database.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +175,7 @@ class Run:
             log_line_prefix=p["log_line_prefix"] or None,
             year=p["year"] or None,
             login_paths=p["login_path"],
-            progress=self.say,
+            progress=self.say if progress is None else progress,
         )
         if in_place:
             self._attach_in_place()
@@ -178,6 +193,12 @@ class Run:
         for fr in read:
             fr.sha256 = load.cached_sha256(self.con, Path(fr.path))
         self.loaded.files.extend(read)
+
+    def loading_summary(self) -> list[str]:
+        """A short account of the load: one line per kind of input (files by their name or
+        their path in the project, never the machine's), and the loader's notes once each."""
+        assert self.loaded is not None, "load() first"
+        return loading_summary(self.loaded)
 
     @property
     def time_range(self) -> tuple[datetime, datetime]:
@@ -226,10 +247,17 @@ class Run:
         assert self.result is not None, "analyse() first"
         return self.result.summary
 
+    @property
+    def used_params(self) -> Params:
+        """The parameters the figures were computed with: the bucket may have grown."""
+        if self.result is not None and self.result.params is not None:
+            return self.result.params
+        return self.analysis_params
+
     def first_failures(self) -> pd.DataFrame:
         """Per bucket, how many users had their first system failure then."""
         assert self.con is not None
-        ap = self.analysis_params
+        ap = self.used_params
         return db.run(
             self.con,
             "first_failures",
@@ -237,10 +265,16 @@ class Run:
         ).df()
 
     def chart(self, name: str):
-        """Draw one chart, save it under ``figures/`` as PNG and SVG, and return the figure."""
+        """Draw one chart, save it under ``figures/`` as PNG and SVG, and return the figure;
+        None, and nothing written, when the report has no figure for it (no bypass login,
+        no query log, no system failure: see :func:`draft.charts_for`)."""
         assert self.result is not None, "analyse() first"
+        if name not in charts.CHARTS:
+            raise ValueError(f"no chart named {name!r}; one of {', '.join(charts.CHARTS)}")
+        r, s, ap = self.result, self.result.summary, self.used_params
+        if name not in draft.charts_for(s):
+            return None
         started = time.monotonic()
-        r, ap = self.result, self.analysis_params
         data = charts.ChartData(
             series=r.series,
             error_codes=r.error_codes,
@@ -252,8 +286,10 @@ class Run:
             first_failures=self.first_failures,
             server_events=lambda: server_events.series(self.con, ap),
             bucket=ap.bucket,
+            # five-minute bars of error codes, or the series' bucket when it grew longer
+            error_bars="5min" if times.bucket_seconds(ap.bucket) <= 300 else ap.bucket,
         )
-        fig = charts.draw(name, data, title=draft.chart_titles(r.summary)[name])
+        fig = charts.draw(name, data, title=draft.chart_titles(s)[name])
         self.figures[name] = charts.save_figure(fig, self.out_dir / "figures" / name)
         self._timed("charts", started)
         return fig
@@ -261,8 +297,10 @@ class Run:
     def show(self, name: str):
         """The saved PNG of a chart as an HTML image whose alt text is its finding, so that
         the notebook and its standalone HTML show exactly the file that was written."""
-        from IPython.display import HTML
+        from IPython.display import HTML, Markdown
 
+        if name not in self.figures:
+            return Markdown(f"_No {name.replace('_', ' ')} chart: {_NO_CHART[name]}._")
         png = self.figures[name][0].read_bytes()
         return HTML(charts.html_image(png, draft.chart_titles(self.summary)[name]))
 
@@ -289,9 +327,12 @@ class Run:
 
     def _write_bypass_users(self, path: Path) -> None:
         redact = bool(self.parameters["redact_users"])
-        df = self.con.execute(
-            db.sql("bypass_users"), {"redact": redact, "key": privacy.pseudonym_key()}
-        ).df()
+        # every bypass login of the report's rows, a misdated one far outside the span too:
+        # whoever got in without the check must be re-verified
+        with span.everything(self.con):
+            df = self.con.execute(
+                db.sql("bypass_users"), {"redact": redact, "key": privacy.pseudonym_key()}
+            ).df()
         header = (
             "# SENSITIVE: users who logged in without the database check; re-verify them.\n"
             + (
@@ -311,3 +352,77 @@ class Run:
             self.out_dir,
             unhashed=[n for nb in NOTEBOOKS for n in (nb, nb.replace(".ipynb", ".html"))],
         )
+
+
+def short_path(path: str | Path) -> str:
+    """A path as a report shows it: relative to the project when inside it, else the file's
+    name (no absolute path of the machine)."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(config.PROJECT_ROOT).as_posix()
+    except (ValueError, OSError):
+        return p.name
+
+
+def loading_summary(loaded: load.LoadResult, *, names: int = 3, notes: int = 5) -> list[str]:
+    """One line per kind of input: its files (the first ``names`` of them), rows read,
+    loaded and rejected; then up to ``notes`` distinct notes of the loader."""
+    lines: list[str] = []
+    for kind in params.KINDS:
+        files = [f for f in loaded.files if f.kind == kind]
+        if not files:
+            continue
+        totals = loaded.totals(kind)
+        shown = ", ".join(short_path(f.path) for f in files[:names])
+        if len(files) > names:
+            shown += f" and {len(files) - names:,} more"
+        formats = ", ".join(sorted({f.format for f in files}))
+        again = sum(f.already_loaded for f in files)
+        reused = ""
+        if again:
+            which = "" if again == len(files) == 1 else f"{again:,} of them "
+            reused = f"; {which}loaded before, not read again"
+        lines.append(
+            f"{kind:<9} {shown} ({formats}): {totals['rows_read']:,} rows read, "
+            f"{totals['rows_loaded']:,} loaded, {totals['rows_rejected']:,} rejected{reused}"
+        )
+    seen: list[str] = []
+    for f in loaded.files:
+        for note in f.notes:
+            text = note.replace(str(f.path), short_path(f.path))
+            if text not in seen:
+                seen.append(text)
+    lines += [f"          note: {n}" for n in seen[:notes]]
+    if len(seen) > notes:
+        lines.append(f"          … and {len(seen) - notes:,} more notes")
+    return lines
+
+
+class ProgressLine:
+    """A progress callback for a notebook: one output line, rewritten in place, so that the
+    saved notebook keeps only its last state (:meth:`finish` replaces it with a summary).
+    Outside IPython it says nothing."""
+
+    def __init__(self) -> None:
+        self._handle = None
+
+    def _show(self, text: str) -> None:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        data = {"text/plain": text}
+        if self._handle is None:
+            self._handle = display(data, raw=True, display_id=True)
+        else:
+            self._handle.update(data, raw=True)
+
+    def __call__(self, line: str) -> None:
+        self._show(line)
+
+    def finish(self, lines: list[str]) -> None:
+        """Replace the progress line with ``lines``."""
+        self._show("\n".join(lines))

@@ -122,3 +122,175 @@ def test_agrees_within_five_minutes_at_both_ends():
     )
     assert not agrees((ONSET - 20 * MIN, END), w)
     assert not agrees((ONSET, END), None)
+
+
+# --- every signal: known-answer incidents with all the series' columns ---
+
+N_MIN = 14 * 60
+
+
+def level(base: float, value: float, start=ONSET, end=END) -> np.ndarray:
+    out = np.full(N_MIN, base)
+    out[idx(start) : idx(end)] = value
+    return out
+
+
+def full_series(
+    *,
+    failure: np.ndarray | float = 0.001,
+    user: np.ndarray | float = 0.0175,
+    bypass: np.ndarray | float = 0.0,
+    qpa: np.ndarray | float = 3.0,
+    latency: np.ndarray | float = 6.0,
+    n: int = 300,
+    seed: int = 1,
+) -> pd.DataFrame:
+    """Per-minute auth attempts and database queries drawn from the given levels.
+
+    ``failure``, ``user`` and ``qpa`` apply to the attempts that reach the database; bypass
+    logins (a share ``bypass`` of attempts) issue no query and cannot fail.
+    """
+    rng = np.random.default_rng(seed)
+
+    def arr(v):
+        return np.broadcast_to(np.asarray(v, dtype=float), (N_MIN,))
+
+    attempts = rng.poisson(np.full(N_MIN, n))
+    bypass_logins = rng.binomial(attempts, np.clip(arr(bypass), 0, 1))
+    db_path = attempts - bypass_logins
+    system = rng.binomial(db_path, np.clip(arr(failure), 0, 1))
+    user_failures = rng.binomial(db_path - system, np.clip(arr(user), 0, 1))
+    auth_queries = rng.poisson(db_path * arr(qpa))
+    queries = auth_queries + rng.poisson(np.full(N_MIN, 1500))
+    p95 = arr(latency) * rng.lognormal(0.0, 0.08, N_MIN)
+    return pd.DataFrame(
+        {
+            "bucket": minutes(N_MIN),
+            "attempts": attempts,
+            "system_failures": system,
+            "user_failures": user_failures,
+            "bypass_logins": bypass_logins,
+            "auth_queries": auth_queries,
+            "queries": queries,
+            "latency_p95_ms": p95,
+        }
+    )
+
+
+BYPASS_ON, BYPASS_OFF = datetime(2024, 1, 19, 11, 0), datetime(2024, 1, 19, 12, 0)
+
+
+def test_a_bypass_that_takes_every_login_for_an_hour_neither_splits_nor_shortens():
+    # the cause (extra queries per login, a slow database) runs 10:30-12:45; from 11:00 to
+    # 12:00 every login bypasses the database: no failure, no query, and the database, spared
+    # the logins' queries, is fast again. Nothing of that hour says the incident ended.
+    bypass = level(0.0, 1.0, BYPASS_ON, BYPASS_OFF)
+    latency = level(6.0, 1500.0)
+    latency[idx(BYPASS_ON) : idx(BYPASS_OFF)] = 6.0
+    s = full_series(
+        failure=level(0.001, 0.3), qpa=level(3.0, 15.0), latency=latency, bypass=bypass
+    )
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, ONSET) and close(w.end, END)
+    assert 55 <= w.masked_buckets <= 62
+    assert set(w.signals["start"]) == {"system_failure_rate", "queries_per_auth", "latency_p95_ms"}
+    assert "system_failure_rate" in w.signals["end"]
+    # failures over all attempts, the old signal, found only the part after the bypass
+    old = detect_window(s[["bucket", "attempts", "system_failures"]], bucket=MIN)
+    assert old is not None and close(old.start, BYPASS_OFF) and close(old.end, END)
+
+
+def test_a_bypass_of_most_logins_hides_the_failure_rate_but_not_the_window():
+    # 80% of logins bypass from 11:00 to 12:00: all attempts' failure rate drops from 30% to
+    # 6%, yet the attempts that reach the database fail as often and issue as many queries
+    bypass = level(0.0, 0.8, BYPASS_ON, BYPASS_OFF)
+    s = full_series(
+        failure=level(0.001, 0.3), qpa=level(3.0, 15.0), latency=level(6.0, 1500.0), bypass=bypass
+    )
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, ONSET) and close(w.end, END)
+    assert w.masked_buckets > 50
+    assert {"system_failure_rate", "queries_per_auth"} <= set(w.signals["start"])
+    assert {"system_failure_rate", "queries_per_auth"} <= set(w.signals["end"])
+
+
+def test_an_incident_seen_only_in_latency_and_queries_per_login():
+    s = full_series(qpa=level(3.0, 15.0), latency=level(6.0, 1500.0))
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, ONSET) and close(w.end, END)
+    assert w.signals == {
+        "start": ("queries_per_auth", "latency_p95_ms"),
+        "end": ("queries_per_auth", "latency_p95_ms"),
+    }
+    assert w.excess_failures == 0.0
+
+
+def test_an_incident_seen_only_in_queries_per_login():
+    s = full_series(qpa=level(3.0, 9.0))
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, ONSET) and close(w.end, END)
+    assert w.signals == {"start": ("queries_per_auth",), "end": ("queries_per_auth",)}
+
+
+def test_user_class_failures_rising_tenfold_with_no_system_failure():
+    # a broken deploy answers 401 to good passwords: "the user's" code, the system's fault
+    s = full_series(failure=0.0, user=level(0.0175, 0.175))
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, ONSET) and close(w.end, END)
+    assert w.signals == {"start": ("user_failure_rate",), "end": ("user_failure_rate",)}
+
+
+def test_signals_that_move_before_the_failures_date_the_start():
+    # the sample's story: the deploy at 10:26 multiplies the queries and slows the database;
+    # logins fail from 10:30; the fix at 12:40 stops the queries, failures drain until 12:45
+    early, fix = ONSET - 4 * MIN, END - 5 * MIN
+    s = full_series(
+        failure=level(0.0, 0.3),  # the sample has no system failure before the incident
+        qpa=level(3.0, 20.0, early, fix),
+        latency=level(6.0, 1500.0, early, fix),
+    )
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, early, 1) and close(w.end, END, 1)
+    assert w.signals["start"] == ("queries_per_auth", "latency_p95_ms")
+    assert w.signals["end"] == ("system_failure_rate",)
+    assert close(w.by_signal["system_failure_rate"][0], ONSET, 1)
+    assert close(w.by_signal["queries_per_auth"][1], fix, 1)
+
+
+def test_a_bypass_left_on_after_the_incident_does_not_stretch_it():
+    # 40% of logins keep bypassing until two hours after the end, like the sample
+    bypass = level(0.0, 0.4, BYPASS_ON, END + 120 * MIN)
+    s = full_series(
+        failure=level(0.001, 0.3), qpa=level(3.0, 15.0), latency=level(6.0, 1500.0), bypass=bypass
+    )
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, ONSET) and close(w.end, END)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_signal_quiet_or_only_mildly_up_is_no_incident(seed):
+    assert detect_window(full_series(seed=seed), bucket=MIN) is None
+    # user errors at twice their level, queries per login 1.2×: noticeable, not an outage
+    mild = full_series(user=level(0.0175, 0.035), qpa=level(3.0, 3.6), seed=seed)
+    assert detect_window(mild, bucket=MIN) is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_sparse_service_pools_every_signal_and_dates_the_edges_from_raw_buckets(seed):
+    # a dozen logins a minute: pooled over about nine minutes, which spreads every change;
+    # the edges go back to the raw minutes where the queries and the failures moved
+    early, fix = ONSET - 4 * MIN, END - 5 * MIN
+    s = full_series(
+        failure=level(0.0, 0.3),
+        qpa=level(3.5, 25.0, early, fix),
+        latency=level(6.5, 1800.0, early, fix),
+        bypass=level(0.0, 0.4, ONSET + 60 * MIN, END + 60 * MIN),
+        n=12,
+        seed=seed,
+    )
+    w = detect_window(s, bucket=MIN)
+    assert w is not None and close(w.start, early, 1) and close(w.end, END, 2)
+    assert w.signals["start"] == ("queries_per_auth", "latency_p95_ms")
+    assert close(w.by_signal["system_failure_rate"][0], ONSET, 1)
+    # 40% of a dozen logins is now and then a majority: not a masked stretch
+    assert w.masked_buckets == 0

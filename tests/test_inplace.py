@@ -124,6 +124,7 @@ def test_a_range_reads_only_its_partitions_and_gives_the_loaded_figures(hive, tm
         "rows_loaded": in_range,
         "rows_rejected": 0,
         "rows_skipped": 0,
+        "outside_span": {"count": 0, "first": None, "last": None},
     }
     assert 0 < in_range < loaded["ingest"]["auth"]["rows_read"]
 

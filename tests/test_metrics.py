@@ -111,6 +111,14 @@ def test_impact_and_auth_figures(fixture_summary):
     s = fixture_summary
     # window: 16 + 5 + 1 attempts; users u1..u5; system failures: u1, u2 (twice), u5 (no code)
     assert s["impact"] == {"users_active": 5, "users_affected": 3, "affected_share": 0.6}
+    # one wrong password (u3) in the window, one in the baseline's 11: not far above it
+    assert s["auth"]["user_class"] == {
+        "failures": 1,
+        "users": 1,
+        "rate": round(1 / 22, 4),
+        "baseline_rate": round(1 / 11, 4),
+        "far_above_baseline": False,
+    }
     a = s["auth"]
     assert (a["attempts"], a["failures"], a["system_failures"]) == (22, 5, 4)
     assert a["error_rate"] == round(5 / 22, 4)
@@ -171,7 +179,15 @@ def test_bypass_audit(fixture_summary):
 
 def test_ingest_counts(fixture_summary):
     i = fixture_summary["ingest"]
-    assert i["auth"] == {"rows_read": 34, "rows_loaded": 34, "rows_rejected": 0, "rows_skipped": 0}
+    nothing_outside = {"count": 0, "first": None, "last": None}
+    assert i["auth"] == {
+        "rows_read": 34,
+        "rows_loaded": 34,
+        "rows_rejected": 0,
+        "rows_skipped": 0,
+        "outside_span": nothing_outside,
+    }
+    assert i["queries"]["outside_span"] == nothing_outside
     assert i["queries"]["rows_read"] == i["queries"]["rows_loaded"] == 10 * 3 + 3 + 21 * 8
 
 
@@ -389,3 +405,69 @@ def test_without_any_auth_caller_queries_per_auth_is_not_measured(con, tmp_path)
 
     text = draft.render(s)
     assert "not measured" in text and "largest rise" not in text and "None" not in text
+
+
+def test_a_pair_of_values_that_explains_more_than_either_alone(con, tmp_path):
+    # failures only where region = eu-west and client = android, plus noise everywhere else
+    rows = []
+    for i in range(2000):
+        region = ("eu-west", "us-east")[i % 2]
+        client = ("android", "web", "ios", "api")[(i // 2) % 4]
+        failing = (region, client) == ("eu-west", "android") and i % 3 != 0
+        failing = failing or i % 97 == 0
+        rows.append(
+            {
+                "ts": at(10, i % 60, i % 59),
+                "user_id": f"u{i}",
+                "outcome": "failure" if failing else "success",
+                "error_code": "db_timeout" if failing else None,
+                "region": region,
+                "client": client,
+                "instance": f"{region}-{i % 3}",
+            }
+        )
+    load.load(con, auth=write(tmp_path / "a.jsonl", "".join(json.dumps(r) + "\n" for r in rows)))
+    params = metrics.Params(start=times.parse_instant(START), end=times.parse_instant(END))
+    s = summary.analyse(con, params, views.scope(con), incident_id="t").summary
+    alone = {(d["dimension"], d["value"]): d for d in s["dimensions"]}
+    pair = s["dimension_pairs"][0]
+    assert dict(zip(pair["dimensions"], pair["values"], strict=True)) == {
+        "region": "eu-west",
+        "client": "android",
+    }
+    better = max(alone["region", "eu-west"]["score"], alone["client", "android"]["score"])
+    assert pair["score"] > better and pair["gain"] == round(pair["score"] - better, 4)
+    assert pair["p_value"] < 1e-10
+    # a region and its own instances are the same rows, never a pair that explains more
+    assert not any(
+        "instance" in p["dimensions"] and "region" in p["dimensions"] for p in s["dimension_pairs"]
+    )
+    # significance: the failing values are far beyond chance, a value of pure noise is not
+    assert alone["client", "android"]["p_value"] < 1e-10
+    assert alone["client", "android"]["z"] > 10
+    noise = [d for d in s["dimensions"] if d["dimension"] == "client" and d["value"] == "web"]
+    assert noise and noise[0]["p_value"] > 0.01
+
+
+def test_a_one_datacenter_outage_is_significant_and_first(con, tmp_path):
+    rows = []
+    for i in range(1000):
+        region = "dc3" if i % 10 == 0 else ("dc1" if i % 2 else "dc2")
+        failing = region == "dc3"
+        rows.append(
+            {
+                "ts": at(10, i % 60, i % 50),
+                "user_id": f"u{i}",
+                "outcome": "failure" if failing else "success",
+                "error_code": "db_timeout" if failing else None,
+                "region": region,
+                "instance": f"{region}-{(i // 10) % 4}",
+            }
+        )
+    load.load(con, auth=write(tmp_path / "a.jsonl", "".join(json.dumps(r) + "\n" for r in rows)))
+    params = metrics.Params(start=times.parse_instant(START), end=times.parse_instant(END))
+    s = summary.analyse(con, params, views.scope(con), incident_id="t").summary
+    first = s["dimensions"][0]
+    assert (first["dimension"], first["value"], first["score"]) == ("region", "dc3", 0.9)
+    assert first["p_value"] < 1e-100 and first["z"] > s["dimensions"][1]["z"]
+    assert s["dimension_pairs"] == []

@@ -138,6 +138,20 @@ def test_no_user_id_email_or_ip_in_clear_in_the_report(report, small_sample):
     assert scanned >= 10
 
 
+def test_the_html_shows_a_short_loading_summary_and_no_path_of_the_machine(report, small_sample):
+    where = [str(small_sample["auth"].parent), str(report.parent), str(ROOT)]
+    for page in ("incident_report.html", "explore.html"):
+        text = re.sub(
+            r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+", "", (report / page).read_text()
+        )
+        assert not [w for w in where if w in text], page
+        # one line per kind of input, not the loader's progress lines
+        assert "MB read" not in text, page
+        summary = [x for x in text.splitlines() if "rows read" in x and "loaded" in x]
+        assert len(summary) == 3, (page, summary)
+        assert any(small_sample["auth"].name in x for x in summary), page
+
+
 def test_the_manifest_records_inputs_parameters_versions_and_outputs(report):
     m = json.loads((report / "manifest.json").read_text())
     assert {i["kind"] for i in m["inputs"]} == {"auth", "queries", "timeline"}

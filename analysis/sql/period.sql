@@ -1,7 +1,8 @@
 -- Auth and query figures of the declared window [$start, $end) and of the baseline (everything
 -- outside [$start - guard, $end + guard)), in one pass over each view: attempts, failures,
--- users (attempts without a user count as attempts, not users), queries per auth, and database
--- latency. One row per period ('incident', 'baseline').
+-- users (active, with a system failure, with a user-class failure; attempts without a user
+-- count as attempts, not users), queries per auth, and database latency. One row per period
+-- ('incident', 'baseline').
 with periods as (
     select * from (values ('incident'), ('baseline')) p(period)
 ), auth as (
@@ -13,7 +14,10 @@ with periods as (
            count(distinct user_id) as users_active,
            count(distinct user_id) filter (
                where is_system_failure(outcome, error_code, $codes)
-           ) as users_affected
+           ) as users_affected,
+           count(distinct user_id) filter (
+               where outcome = 'failure' and not is_system_failure(outcome, error_code, $codes)
+           ) as users_user_failed
     from v_auth
     group by 1
 ), auth_queries as (
@@ -35,6 +39,7 @@ with periods as (
            coalesce(a.attempts_without_user, 0) as attempts_without_user,
            coalesce(a.users_active, 0) as users_active,
            coalesce(a.users_affected, 0) as users_affected,
+           coalesce(a.users_user_failed, 0) as users_user_failed,
            coalesce(q.auth_queries, 0) as auth_queries,
            coalesce(l.queries, 0) as queries,
            l.latency_p95_ms
