@@ -107,6 +107,7 @@ def test_auth_figures():
         "attempts": 4000,
         "failures": 820,
         "system_failures": 800,
+        "attempts_without_user": 0,
         "error_rate": 0.205,
         "baseline_error_rate": 0.02,
         "peak_error_rate": 0.3369,
@@ -115,6 +116,8 @@ def test_auth_figures():
         "baseline_system_error_rate": 0.0,
         "user_class": summary.user_class_figures(WINDOW, BASE),
     }
+    no_user = summary.auth_figures({**WINDOW, "attempts_without_user": 12}, BASE, peak)
+    assert no_user["attempts_without_user"] == 12
     empty = dict.fromkeys(WINDOW, 0) | {"latency_p95_ms": None}
     a = summary.auth_figures(empty, empty, (None, None))
     assert a["error_rate"] is None and a["peak_minute"] is None
@@ -223,9 +226,21 @@ def test_ingest_figures_count_the_rows_outside_the_span():
     none = {"count": 0, "first": None, "last": None}
     found = span.Span(T, T, "1min", "1min", {"auth": far, "queries": none})
     assert summary.ingest_figures(loaded, found) == {
-        "auth": {"rows_read": 10, "rows_loaded": 9, "rows_rejected": 1, "outside_span": far},
-        "queries": {"rows_read": 30, "rows_loaded": 30, "rows_rejected": 0, "outside_span": none},
-        "timeline": {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0},
+        "auth": {
+            "rows_read": 10,
+            "rows_loaded": 9,
+            "rows_rejected": 1,
+            "rows_skipped": 0,
+            "outside_span": far,
+        },
+        "queries": {
+            "rows_read": 30,
+            "rows_loaded": 30,
+            "rows_rejected": 0,
+            "rows_skipped": 0,
+            "outside_span": none,
+        },
+        "timeline": {"rows_read": 0, "rows_loaded": 0, "rows_rejected": 0, "rows_skipped": 0},
     }
     assert summary.ingest_figures(None)["auth"] is None
 
