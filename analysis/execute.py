@@ -57,7 +57,11 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         )
     # a missing input stops here, before a kernel starts
     files = {key: run.input_files(key) for key in params.INPUTS}
-    if p["in_place"]:
+    if p["engine"] == "spark":
+        from analysis import spark_engine
+
+        spark_engine.require()
+    elif p["in_place"]:
         from analysis import inplace
         from analysis.kinds import AUTH, QUERIES
 

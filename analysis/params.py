@@ -36,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     "in_place": False,
     "range_start": "",
     "range_end": "",
+    "engine": "duckdb",
+    "spark_master": "local[2]",
+    "spark_conf": [],
 }
 #: parameters that say where things are, not what the evidence is: kept out of the manifest
 LOCATIONS = ("database", "report_dir")
@@ -43,6 +46,7 @@ INPUTS = ("auth_logs", "query_logs", "timeline")
 #: the kinds of input, as sources and views name them
 KINDS = ("auth", "queries", "timeline")
 AUTH_FORMATS = ("auto", "jsonl", "csv", "parquet", "sshd")
+ENGINES = ("duckdb", "spark")
 QUERY_FORMATS = ("auto", "jsonl", "csv", "parquet", "postgres", "mysql-slow")
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -125,6 +129,13 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         and metrics.parse_instant(out["range_end"]) <= metrics.parse_instant(out["range_start"])
     ):
         raise ParameterError("range_end must be after range_start")
+    if out["engine"] not in ENGINES:
+        raise ParameterError(f"engine {out['engine']!r}: one of {ENGINES}")
+    conf = out["spark_conf"]
+    out["spark_conf"] = [conf] if isinstance(conf, str) and conf else list(conf or [])
+    for item in out["spark_conf"]:
+        if "=" not in str(item) or not str(item).partition("=")[0].strip():
+            raise ParameterError(f"spark_conf {item!r} is not KEY=VALUE")
     codes = out["user_error_codes"]
     if isinstance(codes, str):
         codes = [c.strip() for c in codes.split(",") if c.strip()]

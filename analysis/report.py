@@ -138,19 +138,28 @@ class Run:
         )
 
     def input_files(self, key: str) -> list[Path]:
-        """The files of one input parameter, as they will be read."""
+        """The files of one input parameter, as they will be read (URIs, which only Spark
+        reads, are not files here)."""
         texts = [params.resolve_path(t) for t in params.input_list(self.parameters[key])]
+        if self.parameters["engine"] == "spark":
+            texts = [t for t in texts if "://" not in t]
         return load.expand_inputs(texts)
 
     # --- the steps ---
 
-    def load(self) -> load.LoadResult:
-        """Load the inputs (files loaded before are found by their SHA-256, not reloaded)."""
+    def load(self, *, rows: bool = False) -> load.LoadResult:
+        """Load the inputs (files loaded before are found by their SHA-256, not reloaded).
+
+        With ``engine`` spark the auth and query inputs stay where they are and Spark reads
+        them; ``rows`` (the exploration notebook, which reads rows) views local Parquet in
+        place through DuckDB instead.
+        """
         started = time.monotonic()
         p = self.parameters
         self.database.parent.mkdir(parents=True, exist_ok=True)
         self.con = connect_waiting(self.database, say=self.say)
-        in_place = bool(p["in_place"])
+        spark = p["engine"] == "spark"
+        in_place = bool(p["in_place"]) or spark
         self.loaded = load.load(
             self.con,
             auth=None if in_place else self.input_files("auth_logs"),
@@ -163,7 +172,9 @@ class Run:
             year=p["year"] or None,
             progress=self.say,
         )
-        if in_place:
+        if spark and not rows:
+            self._attach_spark()
+        elif in_place:
             self._attach_in_place()
         self._timed("load", started)
         return self.loaded
@@ -178,6 +189,29 @@ class Run:
         read = inplace.attach(self.con, files, self.time_range)
         for fr in read:
             fr.sha256 = load.cached_sha256(self.con, Path(fr.path))
+        self.loaded.files.extend(read)
+
+    def _attach_spark(self) -> None:
+        """Spark reads the Parquet inputs; the figures that read rows run there."""
+        from analysis import spark_engine
+
+        assert self.con is not None and self.loaded is not None
+        p = self.parameters
+        texts = {
+            kind: [params.resolve_path(t) for t in params.input_list(p[key])]
+            for kind, key in (("auth", "auth_logs"), ("queries", "query_logs"))
+        }
+        self.say(f"spark: {p['spark_master']}, the rows stay in Spark, aggregates come back")
+        self.con, read = spark_engine.attach(
+            self.con,
+            texts,
+            self.time_range,
+            master=p["spark_master"],
+            conf=spark_engine.parse_conf(p["spark_conf"]),
+        )
+        for fr in read:
+            if "://" not in fr.path:
+                fr.sha256 = load.cached_sha256(self.con.duckdb, Path(fr.path))
         self.loaded.files.extend(read)
 
     @property
@@ -196,7 +230,7 @@ class Run:
             self.con,
             **ids,
             time_range=self.time_range,
-            in_place=bool(self.parameters["in_place"]),
+            in_place=bool(self.parameters["in_place"]) or self.parameters["engine"] == "spark",
         )
 
     def analyse(self) -> summary.Analysis:
@@ -373,7 +407,7 @@ class Run:
             "generator": f"postmortem-lab {analysis.__version__}",
             "parameters": parameters,
             "inputs": inputs,
-            "packages": package_versions(),
+            "packages": package_versions(spark=self.parameters["engine"] == "spark"),
             "outputs": outputs,
         }
 
@@ -386,10 +420,10 @@ def _portable(path: Path) -> str:
         return str(path.resolve())
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(*, spark: bool = False) -> dict[str, str]:
     """Versions of Python and of the packages that shape the evidence."""
     out = {"python": platform.python_version(), "postmortem-lab": analysis.__version__}
-    for name in PACKAGES:
+    for name in PACKAGES + (("pyspark",) if spark else ()):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
