@@ -228,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
         "they are, without loading; with --range-start/--range-end only the row groups and "
         "files of that range are read; bad rows are counted, not kept",
     )
+    g.add_argument(
+        "--engine",
+        choices=["duckdb", "spark"],
+        default=None,
+        help="where the figures that read rows run: duckdb, or spark (Parquet inputs, which "
+        "Spark reads where they are; aggregates only come back) [default: duckdb]",
+    )
+    g.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="Spark master, e.g. local[4], spark://host:7077, yarn [default: local[2]]",
+    )
+    g.add_argument(
+        "--spark-conf",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="Spark settings, e.g. spark.executor.memory=8g spark.hadoop.fs.s3a.endpoint=…",
+    )
     _add_engine_flags(p)
 
     p = sub.add_parser(

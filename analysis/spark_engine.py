@@ -34,6 +34,8 @@ import functools
 import itertools
 import logging
 import operator
+import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -84,6 +86,9 @@ _SPARK_TO_DUCKDB = {
 
 def require():
     """The ``pyspark`` module, or a one-line error saying how to install it."""
+    # PySpark 4 warns at import that pandas 3 is newer than it was tested with; no pandas
+    # conversion of PySpark's is used here (results cross as Arrow tables)
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     try:
         import pyspark  # noqa: F401
         from pyspark.sql import SparkSession  # noqa: F401
@@ -199,11 +204,13 @@ class _Rows:
     """The typed, checked rows of one kind as Spark views, and what each file held."""
 
     def __init__(self, spark, kind: Kind, paths: list[str], local: list[Path], rng):
+        from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         self.kind = kind
         try:
-            raw = spark.read.parquet(*paths)
+            # the union of the files' columns, as DuckDB's union_by_name reads them
+            raw = spark.read.option("mergeSchema", "true").parquet(*paths)
         except Exception as exc:
             raise LoadError(
                 f"the {kind.name} Parquet files cannot be read by Spark "
@@ -261,6 +268,8 @@ class _Rows:
         if kind is QUERIES:
             usable = usable & (F.col("statement").isNotNull() | F.col("_fp_given").isNotNull())
             typed = self._fingerprints(spark, typed, "statement" in types)
+        else:
+            typed = typed.persist(StorageLevel.MEMORY_AND_DISK)
         self.typed = typed.withColumn("_usable", usable)
         order = [
             F.lit(0).alias("source_id"),
@@ -272,11 +281,18 @@ class _Rows:
 
     @staticmethod
     def _fingerprints(spark, typed, has_statement: bool):
+        from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         if not has_statement:
-            return typed.withColumn("fingerprint", F.col("_fp_given"))
-        keyed = typed.withColumn("_fp_key", fingerprint_key(F.col("statement")))
+            return typed.withColumn("fingerprint", F.col("_fp_given")).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+        # kept (in memory, else on the executors' disks): the regular expressions run once
+        # per row, not once per figure
+        keyed = typed.withColumn("_fp_key", fingerprint_key(F.col("statement"))).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         keys = [
             r[0]
             for r in keyed.where(F.col("_fp_given").isNull() & F.col("statement").isNotNull())
@@ -435,7 +451,14 @@ class SparkConnection:
                 for f in df.schema.fields
             ]
         )
+        started = time.monotonic()
         table = df.toArrow()
+        log.info(
+            "spark: %d rows in %.1f s: %s",
+            table.num_rows,
+            time.monotonic() - started,
+            " ".join(tree.sql(dialect="duckdb").split())[:120],
+        )
         name = f"_spark_result_{next(self._counter)}"
         self._con.register(name, table)
         self._registered.append(name)
