@@ -432,7 +432,7 @@ class SparkConnection:
             if name in ctes or name in self.views or t.db:
                 continue
             try:
-                table = self._con.execute(f'select * from "{name}"').to_arrow_table()  # noqa: S608 - a table name the query itself gave
+                table = self._con.sql(f'select * from "{name}"').to_arrow_table()  # noqa: S608 - a table name the query itself gave
             except duckdb.Error:
                 continue  # not DuckDB's either: Spark will say what is missing
             self.spark.createDataFrame(table).createOrReplaceTempView(name)
