@@ -66,6 +66,8 @@ SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
     # a naive Parquet timestamp (DuckDB's TIMESTAMP) is a UTC instant here
     "spark.sql.parquet.inferTimestampNTZ.enabled": "false",
+    # in local mode the driver is the executor: room for the cached rows of a day or two
+    "spark.driver.memory": "2g",
 }
 #: the views of the rows that Spark holds
 ROW_VIEWS = ("v_auth", "v_queries")
@@ -386,6 +388,8 @@ class SparkConnection:
 
     def execute(self, query: str, parameters: object = None):
         """Run a statement on the engine that holds what it reads; a DuckDB result back."""
+        from pyspark import StorageLevel
+
         tree = self._tree(query)
         if tree is None:
             if parameters is None:
@@ -395,7 +399,10 @@ class SparkConnection:
             self._macros = spark_sql.macros(self._con)
         if isinstance(tree, exp.Create):
             name = tree.this.name if isinstance(tree.this, exp.Table) else tree.this.this.name
-            self.add_view(name, self._spark(tree, parameters))
+            # a view of ours over the rows (v_auth_queries: each query with its attempt) is
+            # read by several figures: computed once, kept beside the rows
+            df = self._spark(tree, parameters).persist(StorageLevel.MEMORY_AND_DISK)
+            self.add_view(name, df)
             return self._con.execute("select true as created where false")
         parts = spark_sql.split(tree, self.views)
         if parts.local is None:

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from analysis import compare, fingerprint, metrics, sample, spark_engine, spark_sql, summary
+from analysis import compare, fingerprint, metrics, sample, spark_engine, spark_sql
 from analysis.report import Run
 
 ROOT = Path(__file__).resolve().parents[1]
