@@ -37,6 +37,18 @@ LOCK_WAIT_S = 600
 TIMINGS_PREFIX = "step timings:"
 
 
+def notebooks_of(parameters: dict[str, Any]) -> tuple[str, ...]:
+    """The notebooks a report runs: the exploration reads rows, so it is left out when only
+    Spark can read the inputs (``engine`` spark with URIs such as ``s3a://…``)."""
+    if parameters.get("engine") == "spark" and any(
+        "://" in t
+        for key in ("auth_logs", "query_logs")
+        for t in params.input_list(parameters[key])
+    ):
+        return (NOTEBOOK,)
+    return NOTEBOOKS
+
+
 def pseudonym_key() -> str:
     """The key of the user pseudonyms: ``$POSTMORTEM_KEY``, else a local key file made once.
 
@@ -393,7 +405,7 @@ class Run:
         ]
         outputs += [
             {"path": name, "sha256": None, "note": "records when it ran; not hashed"}
-            for nb in NOTEBOOKS
+            for nb in notebooks_of(self.parameters)
             for name in (nb, nb.replace(".ipynb", ".html"))
         ]
         parameters = {k: v for k, v in self.parameters.items() if k not in params.LOCATIONS}

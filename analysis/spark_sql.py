@@ -10,9 +10,10 @@ and a few rewrites of constructs whose meaning sqlglot's generic translation cha
   not divide a day;
 - ``$x::interval`` (a bound text such as ``1 minutes``) becomes a day-time interval of the
   same seconds (``make_dt_interval``): Spark's ``time_bucket`` refuses a calendar interval;
-- ``quantile_cont(x, q)`` becomes the exact ``percentile(x, q)`` (linear interpolation
-  between the two closest ranks, as DuckDB's), never ``percentile_approx``; sqlglot would
-  write a two-argument ``percentile_cont`` that Spark rejects;
+- ``quantile_cont(x, q)`` becomes an exact quantile with DuckDB's very bits: the group's
+  values sorted, the two nearest ranks blended as DuckDB blends them (see :data:`_LEVEL`);
+  never ``percentile_approx``, and not Spark's ``percentile``, whose blend differs in the
+  last bit; sqlglot would write a two-argument ``percentile_cont`` that Spark rejects;
 - ``range(lo, hi, step)`` (end excluded) becomes ``sequence(lo, hi - 1 µs, step)`` (end
   included) without sqlglot's guard, which compares an interval with 0;
 - ``a / b`` becomes ``try_divide(double, double)``: DuckDB divides decimals and integers as
@@ -156,9 +157,9 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
             origin = exp.cast(exp.Literal.string(DUCKDB_ORIGIN), exp.DataType.Type.TIMESTAMP)
         return exp.Anonymous(this="time_bucket", expressions=[node.this, node.expression, origin])
     if isinstance(node, exp.PercentileCont):
-        return exp.Anonymous(this="percentile", expressions=[node.this, node.expression])
+        return _quantile_cont(node.this, node.expression)
     if isinstance(node, exp.Quantile):
-        return exp.Anonymous(this="percentile", expressions=[node.this, node.args["quantile"]])
+        return _quantile_cont(node.this, node.args["quantile"])
     if isinstance(node, exp.GenerateSeries):
         end = node.args["end"]
         if node.args.get("is_end_exclusive"):
@@ -179,6 +180,35 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.AnyValue) and not isinstance(node.parent, exp.IgnoreNulls):
         return exp.Anonymous(this="any_value", expressions=[node.this, exp.true()])
     return node
+
+
+#: DuckDB's continuous quantile of the sorted values ``a`` at level ``q``: rank RN = (n - 1) q
+#: between floor(RN) and ceil(RN), blended as its ``CastInterpolation::Interpolate`` for
+#: doubles, ``lo * (1 - d) + hi * d``, which its build computes as one fused multiply-add
+#: (``fma(lo, 1 - d, hi * d)``): Java's ``Math.fma`` gives the same bits, where Spark's own
+#: ``percentile`` (``(1 - d) lo + d hi``, unfused) differs in the last bit now and then
+_RANK = "((cast(size(a) as double) - cast(1 as double)) * cast({q} as double))"
+_LEVEL = (
+    "case when size(a) = 0 then null "
+    "when floor({rn}) = ceil({rn}) then a[cast(floor({rn}) as int)] "
+    "else cast(reflect('java.lang.Math', 'fma', a[cast(floor({rn}) as int)], "
+    "cast(1 as double) - ({rn} - floor({rn})), "
+    "a[cast(ceil({rn}) as int)] * ({rn} - floor({rn}))) as double) end"
+)
+
+
+def _quantile_cont(value: exp.Expression, level: exp.Expression) -> exp.Expression:
+    """Exact ``quantile_cont`` on Spark: the group's values sorted, then DuckDB's blend of
+    the two nearest ranks (a list of levels gives a list, as in DuckDB)."""
+    levels = level.expressions if isinstance(level, exp.Array) else [level]
+    blends = [_LEVEL.format(rn=_RANK.format(q=q.sql(dialect="spark"))) for q in levels]
+    body = (
+        f"case when size(a) = 0 then null else array({', '.join(blends)}) end"
+        if isinstance(level, exp.Array)
+        else blends[0]
+    )
+    values = f"array_sort(collect_list(cast({value.sql(dialect='spark')} as double)))"
+    return sqlglot.parse_one(f"transform(array({values}), a -> {body})[0]", read="spark")
 
 
 def to_spark(tree: exp.Expression, defs: dict) -> str:
