@@ -386,7 +386,7 @@ class Run:
         inputs = [
             {
                 "kind": f.kind,
-                "path": _portable(Path(f.path)),
+                "path": _portable(f.path),
                 "format": f.format,
                 "sha256": f.sha256,
                 "rows_read": f.rows_read,
@@ -411,8 +411,7 @@ class Run:
         parameters = {k: v for k, v in self.parameters.items() if k not in params.LOCATIONS}
         for key in params.INPUTS:
             parameters[key] = [
-                _portable(Path(params.resolve_path(t)))
-                for t in params.input_list(self.parameters[key])
+                _portable(params.resolve_path(t)) for t in params.input_list(self.parameters[key])
             ]
         return {
             "incident_id": self.parameters["incident_id"],
@@ -424,8 +423,12 @@ class Run:
         }
 
 
-def _portable(path: Path) -> str:
-    """A path as the manifest records it: relative to the project when inside it."""
+def _portable(path: Path | str) -> str:
+    """A path as the manifest records it: relative to the project when inside it (a URI,
+    which only Spark reads, as it is)."""
+    if "://" in str(path):
+        return str(path)
+    path = Path(path)
     try:
         return path.resolve().relative_to(config.PROJECT_ROOT).as_posix()
     except ValueError:
