@@ -271,7 +271,7 @@ def in_place(scale: float, paths: dict[str, Path], work: Path) -> dict:
         ("report_in_place", [], ["--in-place"]),
         ("report_in_place_range", list(RANGE), ["--in-place"]),
     ]
-    if spark_available():
+    if spark_available() and os.environ.get("POSTMORTEM_BENCH_SPARK", "1") != "0":
         # Spark local beside DuckDB in place, on the same files and range
         runs += [
             ("report_spark", [], ["--engine", "spark"]),
