@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from analysis import compare, fingerprint, metrics, sample, spark_engine, spark_sql
+from analysis import compare, fingerprint, metrics, sample, spark_engine, spark_rows, spark_sql
 from analysis.report import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,7 +239,7 @@ def test_spark_keys_statements_as_the_duckdb_macro_does(spark):
     got = [
         r[0]
         for r in spark.createDataFrame([(s,) for s in statements], "s string")
-        .select(spark_engine.fingerprint_key(F.col("s")))
+        .select(spark_rows.fingerprint_key(F.col("s")))
         .collect()
     ]
     con = duckdb.connect()
