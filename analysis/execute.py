@@ -62,12 +62,11 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     # a missing input stops here, before a kernel starts
     files = {key: run.input_files(key) for key in params.INPUTS}
     if p["engine"] == "spark":
-        from analysis import inplace
         from analysis.kinds import AUTH, QUERIES
 
         for kind, key in ((AUTH, "auth_logs"), (QUERIES, "query_logs")):
             if files[key]:  # local files (URIs are Spark's to read)
-                inplace.check_parquet(kind, files[key])
+                spark_engine.check_parquet(kind, files[key])
     elif p["in_place"]:
         from analysis import inplace
         from analysis.kinds import AUTH, QUERIES

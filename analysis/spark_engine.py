@@ -43,8 +43,8 @@ import sqlglot
 from sqlglot import exp
 
 from analysis import spark_rows, spark_sql
-from analysis.inplace import check_parquet
-from analysis.kinds import AUTH, QUERIES, FileResult, LoadError
+from analysis.kinds import AUTH, QUERIES, FileResult, Kind, LoadError
+from analysis.load import FORMATS_BY_ENDING
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,17 @@ def require():
     import pyspark
 
     return pyspark
+
+
+def check_parquet(kind: Kind, paths: list[Path]) -> None:
+    """Refuse, naming the file, a local input that is not Parquet."""
+    endings = tuple(e for e, fmt in FORMATS_BY_ENDING.items() if fmt == "parquet")
+    bad = [p for p in paths if not p.name.lower().endswith(endings)]
+    if bad:
+        raise LoadError(
+            f"{bad[0]}: --engine spark reads Parquet only (files ending .parquet); load other "
+            "formats with the duckdb engine"
+        )
 
 
 def is_uri(text: str) -> bool:
