@@ -49,6 +49,9 @@ AUTH_FORMATS = ("auto", "jsonl", "csv", "parquet", "sshd")
 ENGINES = ("duckdb", "spark")
 QUERY_FORMATS = ("auto", "jsonl", "csv", "parquet", "postgres", "mysql-slow")
 
+#: words of a Spark setting that holds a secret (fs.s3a.secret.key, …password, …token)
+_SECRET_WORDS = ("secret", "password", "token", "credential")
+
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -134,8 +137,15 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     conf = out["spark_conf"]
     out["spark_conf"] = [conf] if isinstance(conf, str) and conf else list(conf or [])
     for item in out["spark_conf"]:
-        if "=" not in str(item) or not str(item).partition("=")[0].strip():
+        key = str(item).partition("=")[0].strip()
+        if "=" not in str(item) or not key:
             raise ParameterError(f"spark_conf {item!r} is not KEY=VALUE")
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            # every parameter is written into the executed notebook and the manifest
+            raise ParameterError(
+                f"spark_conf {key}: a secret would be written into the report; give it through "
+                "the environment or spark-defaults.conf instead"
+            )
     codes = out["user_error_codes"]
     if isinstance(codes, str):
         codes = [c.strip() for c in codes.split(",") if c.strip()]

@@ -55,6 +55,20 @@ def test_without_pyspark_the_report_says_in_one_line_how_to_install_it(monkeypat
     assert not (ROOT / "reports" / "never-written").exists()
 
 
+def test_spark_settings_are_checked_and_a_secret_is_refused():
+    from analysis import params
+
+    p = params.resolve({"engine": "spark", "spark_conf": ["spark.executor.memory=8g"]})
+    assert spark_engine.parse_conf(p["spark_conf"]) == {"spark.executor.memory": "8g"}
+    for bad, message in (
+        ({"engine": "flink"}, "engine"),
+        ({"spark_conf": ["no-equals"]}, "KEY=VALUE"),
+        ({"spark_conf": ["spark.hadoop.fs.s3a.secret.key=abc"]}, "a secret would be written"),
+    ):
+        with pytest.raises(params.ParameterError, match=message):
+            params.resolve(bad)
+
+
 def test_the_translation_rewrites_what_sqlglot_would_get_wrong():
     con = duckdb.connect()
     metrics.install_macros(con)
