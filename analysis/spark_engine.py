@@ -22,6 +22,13 @@ back as a DuckDB result; any other statement runs on DuckDB as before. So the fi
 is the same for every engine, and a figure added later runs on Spark without more work (or
 fails saying which construct has no translation).
 
+Why this seam, and not tables of aggregates that a changed ``summary`` reads: the figures'
+SQL stays the one text of each figure (a second, aggregate-shaped copy would drift from it),
+``summary``, ``compare``, ``metrics`` and the charts stay as they are for both engines, and the
+golden test can run each figure function on both engines and compare the frames. The price is
+the translation (:mod:`analysis.spark_sql`), which must know every construct the figures use;
+a query whose last step must stay local (a pseudonym) is split at its CTEs.
+
 Fingerprints: the distinct statement keys (:data:`analysis.fingerprint.KEY_MACRO`, the same
 patterns in Spark's Java regular expressions) are computed on Spark; DuckDB's macro
 fingerprints the keys; the key → fingerprint map is broadcast and joined back. A Parquet
@@ -65,8 +72,6 @@ SESSION_CONF = {
 #: and in local mode: a few shuffle partitions for two cores, and room for the cached rows
 #: (the driver is the executor); a cluster keeps its own defaults
 LOCAL_CONF = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
-#: the views of the rows that Spark holds
-ROW_VIEWS = ("v_auth", "v_queries")
 _SPARK_TO_DUCKDB = {
     "string": "varchar",
     "double": "double",
