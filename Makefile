@@ -15,8 +15,8 @@ LAB_PARAMS ?=
 # Jupyter refuses to run as root unless told; these machines and CI run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help venv sample report test lint format bench fuzz lab lab-data hooks chromium \
-	postgresql prometheus clean
+.PHONY: help venv spark sample report test lint format bench fuzz lab lab-data hooks chromium \
+	postgresql prometheus java clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -31,6 +31,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)  ## create .venv/ with the exact versions of requirements.lock
 
+# --engine spark: PySpark (the optional extra "spark", exact versions of the lock) and Java 17
+SPARK_STAMP := $(VENV)/.installed-spark
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,spark]'
+	touch $@
+
+spark: $(SPARK_STAMP) java  ## install PySpark into .venv/ and Java 17 (for --engine spark)
+
 $(SAMPLE): $(STAMP) analysis/sample.py
 	$(BIN)/postmortem sample --out data/sample
 
@@ -39,7 +47,7 @@ sample: $(SAMPLE)  ## generate the sample incident under data/sample/
 report: $(SAMPLE)  ## write reports/2024-01-19-auth/ for the sample
 	$(BIN)/postmortem report
 
-test: $(STAMP) lint chromium postgresql prometheus  ## lint, then run the whole test suite
+test: $(STAMP) lint chromium postgresql prometheus spark  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (code and notebooks), the import layers, notebooks without outputs
@@ -87,6 +95,19 @@ prometheus:  ## install promtool (Debian's prometheus package) when it is missin
 	  else \
 	    echo "make: promtool is missing (install it as root: apt-get install prometheus);" \
 	         "the promtool tests will skip"; \
+	  fi; }
+
+# Spark runs on a JVM: Java 17 from Debian, installed here (as root) when `java` is missing;
+# elsewhere the Spark tests skip with a reason, and fail in CI.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      openjdk-17-jre-headless) \
+	      || echo "make: could not install Java 17; the Spark tests will say so"; \
+	  else \
+	    echo "make: java is missing (install it as root: apt-get install openjdk-17-jre-headless);" \
+	         "the Spark tests will skip"; \
 	  fi; }
 
 ifdef DATABASE

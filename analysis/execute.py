@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import config, db, draft, params
-from analysis.report import NOTEBOOK, NOTEBOOKS, STAGING_ENV, TIMINGS_PREFIX, Run
+from analysis.report import NOTEBOOK, STAGING_ENV, TIMINGS_PREFIX, Run, notebooks_of
 
 
 def gather_parameters(args: Any) -> dict[str, Any]:
@@ -55,9 +55,19 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             f"{final}: exists and is not a report folder (no manifest.json); a report replaces "
             "its folder, so choose another --out"
         )
+    if p["engine"] == "spark":
+        from analysis import spark_engine
+
+        spark_engine.require()  # without PySpark, one line saying how to install it
     # a missing input stops here, before a kernel starts
     files = {key: run.input_files(key) for key in params.INPUTS}
-    if p["in_place"]:
+    if p["engine"] == "spark":
+        from analysis.kinds import AUTH, QUERIES
+
+        for kind, key in ((AUTH, "auth_logs"), (QUERIES, "query_logs")):
+            if files[key]:  # local files (URIs are Spark's to read)
+                spark_engine.check_parquet(kind, files[key])
+    elif p["in_place"]:
         from analysis import inplace
         from analysis.kinds import AUTH, QUERIES
 
@@ -71,7 +81,13 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         # process of its own): nbconvert's first conversion takes about 2 s
         with ThreadPoolExecutor(max_workers=1) as converter:
             pages = []
-            for name in NOTEBOOKS:
+            notebooks = notebooks_of(p)
+            if len(notebooks) == 1 and not getattr(args, "quiet", False):
+                print(
+                    "  explore.ipynb: left out (it reads rows; only Spark reads these URIs)",
+                    file=sys.stderr,
+                )
+            for name in notebooks:
                 began = time.monotonic()
                 execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name)
                 pages.append(converter.submit(to_html, staging / name))

@@ -19,18 +19,23 @@ from analysis.load import sha256_of as sha256_file
 PACKAGES = ("duckdb", "pandas", "numpy", "pyarrow", "matplotlib", "papermill", "nbconvert")
 
 
-def portable(path: Path) -> str:
-    """A path as the manifest records it: relative to the project when inside it."""
+def portable(path: Path | str) -> str:
+    """A path as the manifest records it: relative to the project when inside it (a URI,
+    which only Spark reads, as it is)."""
+    if "://" in str(path):
+        return str(path)
+    path = Path(path)
     try:
         return path.resolve().relative_to(config.PROJECT_ROOT).as_posix()
     except ValueError:
         return str(path.resolve())
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of the packages that shape the evidence."""
+def package_versions(*, spark: bool = False) -> dict[str, str]:
+    """Versions of Python and of the packages that shape the evidence (PySpark's too when the
+    figures ran on Spark)."""
     out = {"python": platform.python_version(), "postmortem-lab": analysis.__version__}
-    for name in PACKAGES:
+    for name in PACKAGES + (("pyspark",) if spark else ()):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -44,13 +49,14 @@ def build(
     out: Path,
     *,
     unhashed: Sequence[str] = (),
+    spark: bool = False,
 ) -> dict[str, Any]:
     """The manifest of the report folder ``out``: ``unhashed`` files are listed without a
     hash (the executed notebooks record when they ran)."""
     inputs = [
         {
             "kind": f.kind,
-            "path": portable(Path(f.path)),
+            "path": portable(f.path),
             "format": f.format,
             "sha256": f.sha256,
             "rows_read": f.rows_read,
@@ -74,14 +80,12 @@ def build(
     ]
     kept = {k: v for k, v in parameters.items() if k not in params.LOCATIONS}
     for key in params.INPUTS:
-        kept[key] = [
-            portable(Path(params.resolve_path(t))) for t in params.input_list(parameters[key])
-        ]
+        kept[key] = [portable(params.resolve_path(t)) for t in params.input_list(parameters[key])]
     return {
         "incident_id": parameters["incident_id"],
         "generator": f"postmortem-lab {analysis.__version__}",
         "parameters": kept,
         "inputs": inputs,
-        "packages": package_versions(),
+        "packages": package_versions(spark=spark),
         "outputs": outputs,
     }

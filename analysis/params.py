@@ -91,6 +91,14 @@ PARAMETERS: tuple[Param, ...] = (
           ("--range-start",), "INSTANT"),
     Param("range_end", str, "", '... to this instant, exclusive; "" for all the data',
           ("--range-end",), "INSTANT"),
+    Param("engine", str, "duckdb",
+          "duckdb, or spark: the figures that read rows run on Apache Spark",
+          ("--engine",), "ENGINE"),
+    Param("spark_master", str, "local[2]",
+          "Spark master: local[4], spark://host:7077, yarn", ("--spark-master",), "URL"),
+    Param("spark_conf", list, [],
+          "Spark settings KEY=VALUE, e.g. spark.executor.memory=8g (no secrets)",
+          ("--spark-conf",), "KEY=VALUE"),
     Param("alert_metrics", dict, {},
           "metric names of the alert rules in alerts/ (README); {}: the defaults",
           ("--alert-metrics",), "YAML"),
@@ -129,6 +137,10 @@ AUTH_FORMATS = ("auto", *registry.names("auth"))
 QUERY_FORMATS = ("auto", *registry.names("queries"))
 #: a format may also be a source definition of the user's own
 DEFINITION_ENDINGS = (".yaml", ".yml")
+ENGINES = ("duckdb", "spark")
+
+#: words of a Spark setting that holds a secret (fs.s3a.secret.key, …password, …token)
+SECRET_WORDS = ("secret", "password", "token", "credential")
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -212,6 +224,20 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         and times.parse_instant(out["range_end"]) <= times.parse_instant(out["range_start"])
     ):
         raise ParameterError("range_end must be after range_start")
+    if out["engine"] not in ENGINES:
+        raise ParameterError(f"engine {out['engine']!r}: one of {ENGINES}")
+    conf = out["spark_conf"]
+    out["spark_conf"] = [conf] if isinstance(conf, str) and conf else list(conf or [])
+    for item in out["spark_conf"]:
+        key = str(item).partition("=")[0].strip()
+        if "=" not in str(item) or not key:
+            raise ParameterError(f"spark_conf {item!r} is not KEY=VALUE")
+        if any(word in key.lower() for word in SECRET_WORDS):
+            # every parameter is written into the executed notebook and the manifest
+            raise ParameterError(
+                f"spark_conf {key}: a secret would be written into the report; give it through "
+                "the environment or spark-defaults.conf instead"
+            )
     codes = out["user_error_codes"]
     if isinstance(codes, str):
         codes = [c.strip() for c in codes.split(",") if c.strip()]

@@ -57,6 +57,18 @@ _NO_CHART = {
 }
 
 
+def notebooks_of(parameters: dict[str, Any]) -> tuple[str, ...]:
+    """The notebooks a report runs: the exploration reads rows, so it is left out when only
+    Spark can read the inputs (``engine`` spark with URIs such as ``s3a://…``)."""
+    if parameters.get("engine") == "spark" and any(
+        "://" in t
+        for key in ("auth_logs", "query_logs")
+        for t in params.input_list(parameters[key])
+    ):
+        return (NOTEBOOK,)
+    return NOTEBOOKS
+
+
 def connect_waiting(
     database: Path,
     *,
@@ -147,23 +159,32 @@ class Run:
         )
 
     def input_files(self, key: str) -> list[Path]:
-        """The files of one input parameter, as they will be read."""
+        """The files of one input parameter, as they will be read (URIs, which only Spark
+        reads, are not files here)."""
         texts = [params.resolve_path(t) for t in params.input_list(self.parameters[key])]
+        if self.parameters["engine"] == "spark":
+            texts = [t for t in texts if "://" not in t]
         return load.expand_inputs(texts)
 
     # --- the steps ---
 
-    def load(self, *, progress: Callable[[str], None] | None = None) -> load.LoadResult:
+    def load(
+        self, *, progress: Callable[[str], None] | None = None, rows: bool = False
+    ) -> load.LoadResult:
         """Load the inputs (files loaded before are found by their SHA-256, not reloaded).
 
         ``progress`` takes the loader's progress lines (by default :attr:`say`); the notebook
-        gives a :class:`ProgressLine`, which keeps one line and replaces it.
+        gives a :class:`ProgressLine`, which keeps one line and replaces it. With ``engine``
+        spark the auth and query inputs stay where they are and Spark reads them; ``rows``
+        (the exploration notebook, which reads rows) views local Parquet in place through
+        DuckDB instead.
         """
         started = time.monotonic()
         p = self.parameters
         self.database.parent.mkdir(parents=True, exist_ok=True)
         self.con = connect_waiting(self.database, say=self.say)
-        in_place = bool(p["in_place"])
+        spark = p["engine"] == "spark"
+        in_place = bool(p["in_place"]) or spark
         self.loaded = load.load(
             self.con,
             auth=None if in_place else self.input_files("auth_logs"),
@@ -177,7 +198,9 @@ class Run:
             login_paths=p["login_path"],
             progress=self.say if progress is None else progress,
         )
-        if in_place:
+        if spark and not rows:
+            self._attach_spark()
+        elif in_place:
             self._attach_in_place()
         self._timed("load", started)
         return self.loaded
@@ -200,6 +223,29 @@ class Run:
         assert self.loaded is not None, "load() first"
         return loading_summary(self.loaded)
 
+    def _attach_spark(self) -> None:
+        """Spark reads the Parquet inputs; the figures that read rows run there."""
+        from analysis import spark_engine
+
+        assert self.con is not None and self.loaded is not None
+        p = self.parameters
+        texts = {
+            kind: [params.resolve_path(t) for t in params.input_list(p[key])]
+            for kind, key in (("auth", "auth_logs"), ("queries", "query_logs"))
+        }
+        self.say(f"spark: {p['spark_master']}, the rows stay in Spark, aggregates come back")
+        self.con, read = spark_engine.attach(
+            self.con,
+            texts,
+            self.time_range,
+            master=p["spark_master"],
+            conf=spark_engine.parse_conf(p["spark_conf"]),
+        )
+        for fr in read:
+            if "://" not in fr.path:
+                fr.sha256 = load.cached_sha256(self.con.duckdb, Path(fr.path))
+        self.loaded.files.extend(read)
+
     @property
     def time_range(self) -> tuple[datetime, datetime]:
         """The instants analysed: ``range_start``/``range_end``, else all the data."""
@@ -216,7 +262,7 @@ class Run:
             self.con,
             **ids,
             time_range=self.time_range,
-            in_place=bool(self.parameters["in_place"]),
+            in_place=bool(self.parameters["in_place"]) or self.parameters["engine"] == "spark",
         )
 
     def analyse(self) -> summary.Analysis:
@@ -350,7 +396,12 @@ class Run:
             self.parameters,
             self.loaded.files,
             self.out_dir,
-            unhashed=[n for nb in NOTEBOOKS for n in (nb, nb.replace(".ipynb", ".html"))],
+            unhashed=[
+                n
+                for nb in notebooks_of(self.parameters)
+                for n in (nb, nb.replace(".ipynb", ".html"))
+            ],
+            spark=self.parameters["engine"] == "spark",
         )
 
 

@@ -42,7 +42,7 @@ for i, f in enumerate(sys.argv[2:]):
 """
 ANALYSIS = """
 import sys
-from analysis import db, metrics, summary
+from analysis import db, metrics, summary, times, views
 con = db.connect(sys.argv[1])
 scope = views.scope(con)
 params = metrics.Params(start=times.parse_instant("2024-01-19T10:30:00Z"),
@@ -293,12 +293,22 @@ def in_place(scale: float, paths: dict[str, Path], work: Path) -> dict:
     a range, counting the files the range made it read."""
     pq = parquet_inputs(scale)
     out: dict = {}
-    for name, extra in (("report_in_place", []), ("report_in_place_range", list(RANGE))):
+    runs = [
+        ("report_in_place", [], ["--in-place"]),
+        ("report_in_place_range", list(RANGE), ["--in-place"]),
+    ]
+    if spark_available() and os.environ.get("POSTMORTEM_BENCH_SPARK", "1") != "0":
+        # Spark local beside DuckDB in place, on the same files and range
+        runs += [
+            ("report_spark", [], ["--engine", "spark"]),
+            ("report_spark_range", list(RANGE), ["--engine", "spark"]),
+        ]
+    for name, extra, engine in runs:
         folder = work / name
         cmd = [
             str(BIN / "postmortem"),
             "report",
-            "--in-place",
+            *engine,
             "--auth",
             str(pq["hive_auth"]),
             "--queries",
@@ -313,7 +323,7 @@ def in_place(scale: float, paths: dict[str, Path], work: Path) -> dict:
         if extra:
             cmd += ["--range-start", extra[0], "--range-end", extra[1]]
         out[name] = measure(
-            f"postmortem report --in-place {' '.join(extra)}", cmd, parse=step_timings
+            f"postmortem report {' '.join(engine + extra)}", cmd, parse=step_timings
         )
         if out[name]["ok"]:
             manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -326,7 +336,24 @@ def in_place(scale: float, paths: dict[str, Path], work: Path) -> dict:
             out[name]["rows_read"] = sum(i["rows_read"] for i in files)
     parquet_mb = sum(pq[key].stat().st_size for key in ("auth", "queries")) / 1e6
     out["parquet_mb"] = round(parquet_mb, 1)
+    for spark, duck in (
+        ("report_spark", "report_in_place"),
+        ("report_spark_range", "report_in_place_range"),
+    ):
+        if out.get(spark, {}).get("ok") and out[duck]["ok"]:
+            out[spark]["vs_in_place"] = _ratio(out[spark], out[duck])
+            same = (work / spark / "summary.json").read_bytes() == (
+                work / duck / "summary.json"
+            ).read_bytes()
+            out[spark]["summary_identical"] = same
     return out
+
+
+def spark_available() -> bool:
+    """Whether ``--engine spark`` can run here (PySpark installed, a Java on the PATH)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
 
 
 def pgbadger_comparison(work: Path, *, copies: int = 158) -> dict:
@@ -437,6 +464,13 @@ def targets(results: list[dict]) -> list[str]:
             f"{'holds' if mvr <= 1.1 else 'MISSED'} ({mvr}×: "
             f"{r['report_misdated']['seconds']} s vs {r['report']['seconds']} s)"
         )
+    for key in ("report_spark", "report_spark_range"):
+        sp = r.get(key, {})
+        if sp.get("ok"):
+            out.append(
+                f"{key}: {sp['seconds']} s, {sp.get('vs_in_place')}× DuckDB in place; "
+                f"summary.json identical: {sp.get('summary_identical')}"
+            )
     ipr = r.get("report_in_place_range", {})
     if ipr.get("ok"):
         out.append(
