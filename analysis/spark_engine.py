@@ -49,9 +49,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from analysis import spark_rows, spark_sql
+from analysis import registry, spark_rows, spark_sql
 from analysis.kinds import AUTH, QUERIES, FileResult, Kind, LoadError
-from analysis.load import FORMATS_BY_ENDING
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ def require():
 
 def check_parquet(kind: Kind, paths: list[Path]) -> None:
     """Refuse, naming the file, a local input that is not Parquet."""
-    endings = tuple(e for e, fmt in FORMATS_BY_ENDING.items() if fmt == "parquet")
+    endings = registry.READERS["parquet"].endings
     bad = [p for p in paths if not p.name.lower().endswith(endings)]
     if bad:
         raise LoadError(

@@ -14,7 +14,7 @@ import duckdb
 from analysis import fingerprint
 from analysis.inplace import MAP_KEYS, hive_keys
 from analysis.kinds import AUTH, QUERIES, Kind, LoadError
-from analysis.readers import _extras_from
+from analysis.readers import extras_from
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Rows:
                 f"(columns: {', '.join(types)})"
             )
         partitions = hive_keys(local) | _partition_columns(raw)
-        extras = _extras_from([n for n in types if n not in partitions], kind, {})
+        extras = extras_from([n for n in types if n not in partitions], kind, {})
         lo = F.lit(rng[0].isoformat(sep=" ")).cast("timestamp")
         hi = F.lit(rng[1].isoformat(sep=" ")).cast("timestamp")
         if types["ts"] == "timestamp":

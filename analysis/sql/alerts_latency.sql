@@ -1,20 +1,15 @@
 -- Per time bucket and histogram bound, how many queries took at most that long: the
--- cumulative `le` buckets a Prometheus histogram of query durations would have counted
--- (DuckDB's histogram() counts each value in the first bound at or above it, as `le` does).
-with per_bucket as (
-    select time_bucket($bucket::interval, ts) as bucket,
-           histogram(duration_ms, $bounds_ms::double[]) as bins
-    from v_queries
-    group by 1
-), bins as (
-    select bucket, unnest(map_entries(bins), recursive := true)
-    from per_bucket
-), counted as (
-    select bucket, key as le_ms, value as queries from bins
+-- cumulative `le` buckets a Prometheus histogram of query durations would have counted.
+-- Each bound is counted directly (duration <= bound), which DuckDB and Spark both run.
+with bounds as (
+    select unnest($bounds_ms::double[]) as le_ms
 ), final as (
-    select bucket, le_ms,
-           sum(queries) over (partition by bucket order by le_ms) as observations
-    from counted
+    select time_bucket($bucket::interval, q.ts) as bucket,
+           b.le_ms,
+           count(*) filter (where q.duration_ms <= b.le_ms) as observations
+    from v_queries q
+    cross join bounds b
+    group by 1, 2
 )
 select bucket, le_ms, observations::bigint as observations
 from final
