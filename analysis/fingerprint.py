@@ -128,9 +128,10 @@ _LIST = rf"(^|[^{_IDENT_CHAR}])(in|values?) ?\( ?\?(?: ?, ?\?)* ?\)"
 # _LITERALS plus upper case and "'": a number after an identifier, ")", "]" or "?" is not a
 # literal, and one right after a string is not replaced either (the string's match took the
 # character before it).
-_KEY_UNSAFE = ('"', "#", "\\", "$", "/*", "--")
-_KEY_STRING = r"'[^'\\]*'"
-_KEY_NUMBER = rf"(^|[^A-Z{_IDENT_CHAR})\]?'])[1-9][0-9]*"
+#: the statement key (used by the Spark engine too): its unsafe marks, strings and numbers
+KEY_UNSAFE = ('"', "#", "\\", "$", "/*", "--")
+KEY_STRING = r"'[^'\\]*'"
+KEY_NUMBER = rf"(^|[^A-Z{_IDENT_CHAR})\]?'])[1-9][0-9]*"
 
 
 def _sql_string(text: str) -> str:
@@ -192,14 +193,14 @@ def _build_macro() -> str:
 
 FINGERPRINT_MACRO: str = _build_macro()
 
-#: ``fingerprint_key(s)``: see _KEY_UNSAFE above; fingerprint(fingerprint_key(s)) = fingerprint(s)
+#: ``fingerprint_key(s)``: see KEY_UNSAFE above; fingerprint(fingerprint_key(s)) = fingerprint(s)
 _EMPTY_STRING = _sql_string("''")
 KEY_MACRO: str = (
     "create or replace temp macro fingerprint_key(s) as "
-    f"case when {' or '.join(f'contains(s, {_sql_string(u)})' for u in _KEY_UNSAFE)} "
+    f"case when {' or '.join(f'contains(s, {_sql_string(u)})' for u in KEY_UNSAFE)} "
     "then s else regexp_replace("
-    f"regexp_replace(s, {_sql_string(_KEY_STRING)}, {_EMPTY_STRING}, 'g'), "
-    f"{_sql_string(_KEY_NUMBER)}, '\\11', 'g') end"
+    f"regexp_replace(s, {_sql_string(KEY_STRING)}, {_EMPTY_STRING}, 'g'), "
+    f"{_sql_string(KEY_NUMBER)}, '\\11', 'g') end"
 )
 
 # DuckDB connections are not safe for concurrent use; one private connection, used

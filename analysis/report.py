@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,12 @@ from analysis import (
     views,
 )
 from analysis.metrics import Params
+
+# jupysql imports pyspark when the spark extra is installed, and PySpark 4.3 warns about pandas
+# 3 with a path of the machine in the message: not a finding, and no path belongs in a report
+warnings.filterwarnings(
+    "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+)
 
 STAGING_ENV = "POSTMORTEM_STAGING_DIR"
 NOTEBOOK = "incident_report.ipynb"

@@ -51,11 +51,11 @@ def fingerprint_key(col):
     """Spark's ``fingerprint_key``: the patterns of :mod:`analysis.fingerprint`, in Java."""
     from pyspark.sql import functions as F
 
-    unsafe = functools.reduce(operator.or_, [col.contains(u) for u in fingerprint._KEY_UNSAFE])
-    strings = F.regexp_replace(col, F.lit(fingerprint._KEY_STRING), F.lit("''"))
+    unsafe = functools.reduce(operator.or_, [col.contains(u) for u in fingerprint.KEY_UNSAFE])
+    strings = F.regexp_replace(col, F.lit(fingerprint.KEY_STRING), F.lit("''"))
     # RE2's \11 (group 1, then the digit 1); Java reads $11 as group 1 and a 1 when the
     # pattern has fewer than 11 groups (it has one)
-    numbers = F.regexp_replace(strings, F.lit(fingerprint._KEY_NUMBER), F.lit("$11"))
+    numbers = F.regexp_replace(strings, F.lit(fingerprint.KEY_NUMBER), F.lit("$11"))
     return F.when(unsafe, col).otherwise(numbers)
 
 
