@@ -139,7 +139,8 @@ def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, 
     if len(fits) > 1 and by_name is not None and by_name in [r for r, _ in fits]:
         fits = [(r, w) for r, w in fits if r is by_name]
     if len(fits) == 1:
-        return fits[0]
+        # the content says what the ending said: nothing worth a note
+        return fits[0] if fits[0][0] is not by_name else (by_name, None)
     if len(fits) > 1:
         named = "; ".join(f"{r.name} ({w})" for r, w in fits)
         raise LoadError(f"{path}: fits more than one format: {named}; name one with {flag}")

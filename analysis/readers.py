@@ -351,7 +351,7 @@ def sniff_jsonl(sample: list[str]) -> str | None:
             return None
         objects.append(value)
     if objects and all("ts" in o for o in objects):
-        return f"{len(objects)} JSON objects per line with a 'ts' field"
+        return f"its first {len(objects)} lines are JSON objects with a 'ts' field"
     return None
 
 
