@@ -60,16 +60,23 @@ def hive_keys(paths: list[Path]) -> set[str]:
     return {m.group(1) for p in paths for part in p.parent.parts if (m := _HIVE.fullmatch(part))}
 
 
-def check_parquet(kind: Kind, paths: list[Path]) -> None:
-    """Refuse, naming the file, an input that --in-place cannot read."""
-    if not paths:
-        raise LoadError(f"--in-place needs the {kind.name} input as Parquet files; none given")
+def check_parquet(
+    kind: Kind,
+    paths: list[Path],
+    *,
+    flag: str = "--in-place",
+    instead: str = "without --in-place",
+    required: bool = True,
+) -> None:
+    """Refuse, naming the file, an input that ``flag`` cannot read (it reads Parquet only)."""
+    if required and not paths:
+        raise LoadError(f"{flag} needs the {kind.name} input as Parquet files; none given")
     endings = registry.READERS["parquet"].endings
     bad = [p for p in paths if not p.name.lower().endswith(endings)]
     if bad:
         raise LoadError(
-            f"{bad[0]}: --in-place reads Parquet only (files ending .parquet); load other "
-            "formats without --in-place"
+            f"{bad[0]}: {flag} reads Parquet only (files ending .parquet); load other "
+            f"formats {instead}"
         )
 
 

@@ -49,7 +49,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from analysis import registry, spark_rows, spark_sql
+from analysis import inplace, spark_rows, spark_sql
 from analysis.kinds import AUTH, QUERIES, FileResult, Kind, LoadError
 
 log = logging.getLogger(__name__)
@@ -103,13 +103,9 @@ def require():
 
 def check_parquet(kind: Kind, paths: list[Path]) -> None:
     """Refuse, naming the file, a local input that is not Parquet."""
-    endings = registry.READERS["parquet"].endings
-    bad = [p for p in paths if not p.name.lower().endswith(endings)]
-    if bad:
-        raise LoadError(
-            f"{bad[0]}: --engine spark reads Parquet only (files ending .parquet); load other "
-            "formats with the duckdb engine"
-        )
+    inplace.check_parquet(
+        kind, paths, flag="--engine spark", instead="with the duckdb engine", required=False
+    )
 
 
 def is_uri(text: str) -> bool:
