@@ -97,7 +97,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("spark_master", str, "local[2]",
           "Spark master: local[4], spark://host:7077, yarn", ("--spark-master",), "URL"),
     Param("spark_conf", list, [],
-          "Spark session settings as on --spark-conf, e.g. spark.executor.memory; no secrets",
+          "Spark session settings, as on --spark-conf; no secrets",
           ("--spark-conf",), "KEY=VALUE"),
     Param("alert_metrics", dict, {},
           "metric names of the alert rules in alerts/ (README); {}: the defaults",
