@@ -219,38 +219,18 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
     )
     res["analysis"] = measure("analysis on the loaded database", [PY, "-c", ANALYSIS, str(db)])
     report_db = work / "report.duckdb"
-    res["report"] = measure(
-        "postmortem report end to end",
-        [
-            str(BIN / "postmortem"),
-            "report",
-            "--auth",
-            files[0],
-            "--queries",
-            files[1],
-            "--timeline",
-            str(paths["timeline"]),
-            "--database",
-            str(report_db),
-            "--out",
-            str(work / "report"),
-        ],
-        parse=step_timings,
-    )
-    report_db.unlink(missing_ok=True)
     # the same report with one more auth line, dated a decade early: the span leaves it out,
     # so the cost must stay the sample's own (it drew 68,728 ticks for minutes before)
     stray = work / "misdated.jsonl"
     first = json.loads(paths["auth"].open(encoding="utf-8").readline())
     stray.write_text(json.dumps({**first, "ts": "2014-01-19T10:31:00Z"}) + "\n", encoding="utf-8")
-    res["report_misdated"] = measure(
-        "postmortem report, plus one line a decade early",
-        [
+
+    def report_cmd(auth: list[str], out: str) -> list[str]:
+        return [
             str(BIN / "postmortem"),
             "report",
             "--auth",
-            files[0],
-            str(stray),
+            *auth,
             "--queries",
             files[1],
             "--timeline",
@@ -258,10 +238,31 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
             "--database",
             str(report_db),
             "--out",
-            str(work / "report-misdated"),
-        ],
-        parse=step_timings,
-    )
+            str(work / out),
+        ]
+
+    # two runs of each, alternating, the faster kept: one load of 1.4 GB varies by about
+    # ±5 s from run to run, too much to judge a 10% target on a single pair
+    runs: dict[str, list[dict]] = {"report": [], "report_misdated": []}
+    for _ in range(2):
+        for key, name, auth, out in (
+            ("report", "postmortem report end to end", [files[0]], "report"),
+            (
+                "report_misdated",
+                "postmortem report, plus one line a decade early",
+                [files[0], str(stray)],
+                "report-misdated",
+            ),
+        ):
+            report_db.unlink(missing_ok=True)
+            runs[key].append(measure(name, report_cmd(auth, out), parse=step_timings))
+    report_db.unlink(missing_ok=True)
+    for key, measured in runs.items():
+        ok = [m for m in measured if m["ok"]] or measured
+        res[key] = {
+            **min(ok, key=lambda m: m["seconds"]),
+            "runs_s": [m["seconds"] for m in measured],
+        }
     res["misdated_vs_report"] = _ratio(res["report_misdated"], res["report"])
     rep = res["report"]
     if rep["ok"] and "load_s" in rep:
