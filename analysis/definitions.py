@@ -51,6 +51,15 @@ SKIP = "skip"
 SELECTOR = re.compile(r"^(?P<list>[^\[\]]+)\[(?P<key>[^=\]]+)=(?P<value>[^\]]*)\](?P<rest>.*)$")
 
 
+#: a format given as a file with one of these endings is a source definition of the user's own
+ENDINGS = (".yaml", ".yml")
+
+
+def is_definition_file(fmt: str) -> bool:
+    """Whether ``--auth-format`` names a definition file rather than a format or preset."""
+    return fmt.lower().endswith(ENDINGS)
+
+
 class DefinitionError(ValueError):
     """A source definition that cannot be used; the message names the file and the key."""
 

@@ -88,6 +88,14 @@ def binary_format(head: bytes) -> str | None:
     return None
 
 
+def refuse_binary(path: Path, what: str) -> None:
+    """Stop, naming the file, when its bytes are a binary format (Parquet, gzip named .log…)
+    rather than the text format ``what`` that was asked for."""
+    binary = binary_format(sniff(path))
+    if binary:
+        raise UnreadableFile(f"{path}: is {binary} data, not {what}")
+
+
 def _split(data: bytes | memoryview, first_line: int) -> tuple[pa.Table, int]:
     """Split ``data`` (ending with a newline) into numbered non-empty lines.
 
@@ -161,3 +169,14 @@ def iter_chunks(
     if carry:
         table, _ = _split(carry + b"\n", first_line)
         yield Chunk(table, done, total)
+
+
+def first_lines(path: Path, *, limit: int = 2000) -> list[str]:
+    """The first non-empty lines of a file, decoded (a BOM dropped), to tell its format."""
+    out: list[str] = []
+    for chunk in iter_chunks(path, chunk_bytes=min(CHUNK_BYTES, 1 << 20)):
+        for raw in chunk.table.column("raw").to_pylist():
+            out.append(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
+            if len(out) >= limit:
+                return out
+    return out

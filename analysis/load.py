@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, definitions, registry
+from analysis import db, definitions, lines, registry
 from analysis.formats import common
 from analysis.kinds import (
     AUTH,
@@ -104,7 +104,7 @@ def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, 
         fit the content equally, or a file that no format fits.
     """
     flag = f"--{'query' if kind is QUERIES else kind.name}-format"
-    if given and given.lower().endswith((".yaml", ".yml")) and given not in registry.READERS:
+    if given and definitions.is_definition_file(given) and given not in registry.READERS:
         try:
             return registry.from_definition(Path(given)), None
         except definitions.DefinitionError as exc:
@@ -127,7 +127,7 @@ def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, 
         if kind.name in by_name.kinds:
             return by_name, None
     try:
-        sample = common.sample_lines(path, limit=SNIFF_LINES) if kind is not TIMELINE else []
+        sample = lines.first_lines(path, limit=SNIFF_LINES) if kind is not TIMELINE else []
     except UnreadableFile as exc:
         raise LoadError(str(exc)) from exc
     fits = []

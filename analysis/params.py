@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from analysis import alerts, config, registry, times
+from analysis import alerts, config, definitions, registry, times
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,6 @@ INPUTS = ("auth_logs", "query_logs", "timeline")
 KINDS = ("auth", "queries", "timeline")
 AUTH_FORMATS = ("auto", *registry.names("auth"))
 QUERY_FORMATS = ("auto", *registry.names("queries"))
-#: a format may also be a source definition of the user's own
-DEFINITION_ENDINGS = (".yaml", ".yml")
 ENGINES = ("duckdb", "spark")
 
 #: words of a Spark setting that holds a secret (fs.s3a.secret.key, …password, …token)
@@ -204,7 +202,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     times.bucket_interval(out["bucket"])
     for key, choices in (("auth_format", AUTH_FORMATS), ("query_format", QUERY_FORMATS)):
         value = str(out[key])
-        if value not in choices and not value.lower().endswith(DEFINITION_ENDINGS):
+        if value not in choices and not definitions.is_definition_file(value):
             raise ParameterError(
                 f"{key} {value!r}: one of {', '.join(choices)}, or a source definition FILE.yaml"
             )

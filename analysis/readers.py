@@ -303,17 +303,11 @@ def _yaml_text(value: object) -> str | None:
 # --- the registry's entry points (see analysis.registry) ---
 
 
-def _refuse_binary(path: Path, title: str) -> None:
-    binary = lines.binary_format(lines.sniff(path))
-    if binary:
-        raise UnreadableFile(f"{path}: is {binary} data, not {title}")
-
-
 def read_jsonl(
     con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
 ) -> None:
     """JSON Lines with the canonical field names."""
-    _refuse_binary(path, FORMAT_NAMES["jsonl"])
+    lines.refuse_binary(path, FORMAT_NAMES["jsonl"])
     load_text(con, kind, path, res, json_records, tz=opts.tz, progress=opts.progress)
 
 
@@ -321,7 +315,7 @@ def read_csv(
     con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
 ) -> None:
     """CSV with a header row of the canonical field names."""
-    _refuse_binary(path, FORMAT_NAMES["csv"])
+    lines.refuse_binary(path, FORMAT_NAMES["csv"])
     load_text(con, kind, path, res, csv_records, tz=opts.tz, progress=opts.progress)
 
 

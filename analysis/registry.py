@@ -191,7 +191,7 @@ def user_codes(formats: list[str], *, given: str = "auto") -> list[str]:
     file given as the format) name, in order, without repeats."""
     out: list[str] = []
     defs = [READERS[f].definition for f in formats if f in READERS]
-    if given.lower().endswith((".yaml", ".yml")) and given not in READERS:
+    if definitions.is_definition_file(given) and given not in READERS:
         try:
             defs.append(definitions.read_definition(Path(given)))
         except definitions.DefinitionError:

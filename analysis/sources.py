@@ -347,7 +347,7 @@ def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, li
 def _is_document(path: Path) -> bool:
     """A JSON file that is one document (an array, or an object over several lines), not
     JSON Lines: its first non-blank line is not a whole JSON value, or is an array."""
-    for text in _first_lines(path, 5):
+    for text in lines.first_lines(path, limit=5):
         s = text.strip()
         if not s:
             continue
@@ -361,17 +361,6 @@ def _is_document(path: Path) -> bool:
     return False
 
 
-def _first_lines(path: Path, n: int) -> list[str]:
-    out: list[str] = []
-    for chunk in lines.iter_chunks(path, chunk_bytes=1 << 20):
-        for raw in chunk.table.column("raw").to_pylist():
-            out.append(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
-            if len(out) >= n:
-                return out
-        return out
-    return out
-
-
 def load_definition(
     con: duckdb.DuckDBPyConnection,
     d: Definition,
@@ -382,9 +371,7 @@ def load_definition(
 ) -> None:
     """Load one file as the definition says: attempts to ``auth_events``, bad records to
     ``rejects``, the others counted in ``res.skipped`` by kind."""
-    binary = lines.binary_format(lines.sniff(path))
-    if binary:
-        raise UnreadableFile(f"{path}: is {binary} data, not a {d.title} log")
+    lines.refuse_binary(path, f"a {d.title} log")
     if kind.name != d.kind:
         raise UnreadableFile(f"{path}: {d.name} logs hold {d.kind}, not {kind.name}")
     if opts.login_paths and d.login_path:

@@ -179,17 +179,6 @@ def drop_temp(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"drop table if exists {name}")  # noqa: S608 - fixed names
 
 
-def sample_lines(path: Path, *, limit: int = 2000) -> list[str]:
-    """The first non-empty lines of a file, decoded, to detect its layout."""
-    out: list[str] = []
-    for chunk in lines.iter_chunks(path, chunk_bytes=min(lines.CHUNK_BYTES, 1 << 20)):
-        for raw in chunk.table.column("raw").to_pylist():
-            out.append(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
-            if len(out) >= limit:
-                return out
-    return out
-
-
 def other_note(
     counts: Counts, what: str, *, unit: str = "line", units: str = "lines"
 ) -> str | None:

@@ -141,10 +141,7 @@ def load_slow_log(
     progress: kinds.Progress | None,
 ) -> None:
     """Load a slow query log: one ``db_queries`` row per entry."""
-    head = lines.sniff(path)
-    binary = lines.binary_format(head)
-    if binary:
-        raise lines.UnreadableFile(f"{path}: is {binary} data, not a MySQL slow query log")
+    lines.refuse_binary(path, "a MySQL slow query log")
     counts = common.Counts()
     last_time: str | None = None
     last_db: str | None = None
@@ -189,7 +186,7 @@ def load_slow_log(
     con.execute("drop table if exists _fmt_entries")
     res.rows_rejected = res.rows_read - res.rows_loaded
     if counts.lines and not headers:
-        first = common.sample_lines(path, limit=1)
+        first = lines.first_lines(path, limit=1)
         shown = first[0][:160] if first else ""
         raise lines.UnreadableFile(
             f"{path}: no '# Time:', '# User@Host:' or '# Query_time:' line: "

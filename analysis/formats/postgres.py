@@ -67,11 +67,8 @@ def load_postgres(
 ) -> None:
     """Load a PostgreSQL log of any layout: queries to ``db_queries``, the rest to
     ``server_events``."""
-    head = lines.sniff(path)
-    binary = lines.binary_format(head)
-    if binary:
-        raise lines.UnreadableFile(f"{path}: is {binary} data, not a PostgreSQL log")
-    sample = common.sample_lines(path)
+    lines.refuse_binary(path, "a PostgreSQL log")
+    sample = lines.first_lines(path)
     if not sample:
         res.notes.append("empty file: no log entry")
         return

@@ -345,7 +345,7 @@ def load_sshd(
     syslog_lines = counts.other.pop("syslog", 0)
     sshd_lines = counts.other.pop("sshd", 0)
     if counts.lines and not syslog_lines:
-        first = common.sample_lines(path, limit=1)
+        first = lines.first_lines(path, limit=1)
         shown = first[0][:160] if first else ""
         raise lines.UnreadableFile(
             f"{path}: no line is a syslog line ('Mon dd hh:mm:ss host prog[pid]: …'): "
@@ -401,10 +401,7 @@ def stage(
     year-less timestamps (None when every line had its year) and the counts of lines: all,
     ``syslog`` ones and ``sshd`` ones.
     """
-    head = lines.sniff(path)
-    binary = lines.binary_format(head)
-    if binary:
-        raise lines.UnreadableFile(f"{path}: is {binary} data, not an sshd log")
+    lines.refuse_binary(path, "an sshd log")
     yr = syslog.year_of(path, year)
     con.execute(
         "create or replace temp table _fmt_stage (line bigint, raw varchar, ts varchar, "
