@@ -18,6 +18,7 @@ import yaml
 
 from analysis import db, lines
 from analysis.kinds import (
+    KINDS,
     RAW_KEEP_CHARS,
     RESERVED,
     FileResult,
@@ -344,8 +345,10 @@ def sniff_jsonl(sample: list[str]) -> str | None:
         if not isinstance(value, dict):
             return None
         objects.append(value)
-    if objects and all("ts" in o for o in objects):
-        return f"its first {len(objects)} lines are JSON objects with a 'ts' field"
+    # 'ts' alone is not ours (CloudNativePG's log lines have one): a field of our own too
+    ours = {n for kind in KINDS.values() for n in kind.fields} - {"ts"}
+    if objects and all("ts" in o and ours & o.keys() for o in objects):
+        return f"its first {len(objects)} lines are JSON objects with our 'ts' and fields"
     return None
 
 

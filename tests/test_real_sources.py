@@ -104,3 +104,10 @@ def test_an_otel_collector_file_is_recognised_and_its_records_counted_by_severit
     res = load.load(con, auth=path).files[0]
     assert res.format == "otel"
     assert (res.rows_read, res.rows_loaded, res.rows_skipped) == (11, 0, 11)
+
+
+def test_a_cloudnativepg_log_is_told_by_content_as_postgres_not_json_lines_of_ours(con):
+    # its lines carry a 'ts' (the operator's epoch) but none of our fields
+    path = require_shared() / "pgbadger" / "cnpg.log.gz"
+    res = load.load(con, queries=path).files[0]
+    assert res.format == "postgres" and res.rows_loaded == 400
