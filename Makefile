@@ -45,7 +45,7 @@ $(SAMPLE): $(STAMP) analysis/sample.py
 sample: $(SAMPLE)  ## generate the sample incident under data/sample/
 
 report: $(SAMPLE)  ## write reports/2024-01-19-auth/ for the sample
-	$(BIN)/postmortem report
+	$(BIN)/postmortem report --explore
 
 test: $(STAMP) lint chromium postgresql prometheus spark  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -65,8 +65,11 @@ _NO_CHART = {
 
 
 def notebooks_of(parameters: dict[str, Any]) -> tuple[str, ...]:
-    """The notebooks a report runs: the exploration reads rows, so it is left out when only
-    Spark can read the inputs (``engine`` spark with URIs such as ``s3a://…``)."""
+    """The notebooks a report runs: the exploration only when asked for (``explore``: it
+    cost 4 s of a 19 s report of 0.6M rows), and never when only Spark can read the inputs
+    (``engine`` spark with URIs such as ``s3a://…``), since it reads rows."""
+    if not parameters.get("explore"):
+        return (NOTEBOOK,)
     if parameters.get("engine") == "spark" and any(
         "://" in t
         for key in ("auth_logs", "query_logs")

@@ -381,3 +381,12 @@ def test_the_sample_without_a_query_log_gets_only_the_auth_rules(small_sample, t
     rules = (out / "alerts" / "rules.yaml").read_text()
     assert "auth_attempts_total" in rules and "db_queries_total" not in rules
     assert "Not written (database): no query log" in (out / "postmortem.md").read_text()
+
+
+def test_a_report_leaves_the_exploration_out_unless_asked(sample_report):
+    # the report fixture here is made without --explore: only the report's own notebook
+    assert (sample_report / "incident_report.html").is_file()
+    assert not list(sample_report.glob("explore.*"))
+    manifest = json.loads((sample_report / "manifest.json").read_text())
+    assert manifest["parameters"]["explore"] is False
+    assert not [o for o in manifest["outputs"] if o["path"].startswith("explore")]

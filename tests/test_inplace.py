@@ -182,7 +182,7 @@ def test_postmortem_report_in_place_runs_both_notebooks(hive, parquet_sample, tm
 
     out = tmp_path / "report"
     done = subprocess.run(
-        [sys.executable, "-m", "analysis.cli", "-q", "report", "--in-place"]
+        [sys.executable, "-m", "analysis.cli", "-q", "report", "--in-place", "--explore"]
         + ["--auth", str(hive / "auth"), "--queries", str(hive / "queries")]
         + ["--timeline", str(parquet_sample["timeline"]), "--database", str(tmp_path / "d.duckdb")]
         + ["--out", str(out), "--range-start", "2024-01-19T08:00:00Z"],

@@ -422,7 +422,7 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_the_html_report_renders_every_chart_in_chromium(browser, lab_sample, tmp_path):
     out = tmp_path / "report"
     proc = subprocess.run(
-        [str(BIN / "postmortem"), "-q", "report"]
+        [str(BIN / "postmortem"), "-q", "report", "--explore"]
         + ["--auth", str(lab_sample["auth"]), "--queries", str(lab_sample["queries"])]
         + ["--timeline", str(lab_sample["timeline"])]
         + ["--database", str(tmp_path / "report.duckdb"), "--out", str(out)],

@@ -161,6 +161,7 @@ def test_hostile_text_is_escaped_in_the_html_report(tmp_path):
             str(Path(sys.executable).parent / "postmortem"),
             "-q",
             "report",
+            "--explore",
             "--auth",
             str(auth),
             "--queries",

@@ -53,6 +53,7 @@ def report(small_sample, tmp_path_factory) -> Path:
         str(base / "a.duckdb"),
         "--out",
         str(out),
+        "--explore",
     )
     return out
 
@@ -173,6 +174,7 @@ def test_two_runs_from_other_directories_are_byte_identical(report, small_sample
         str(tmp_path / "b.duckdb"),
         "--out",
         str(other),
+        "--explore",
         cwd=tmp_path,
     )
     files = [*HASHED, *[p.relative_to(report).as_posix() for p in (report / "figures").iterdir()]]
