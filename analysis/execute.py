@@ -82,7 +82,7 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         with ThreadPoolExecutor(max_workers=1) as converter:
             pages = []
             notebooks = notebooks_of(p)
-            if len(notebooks) == 1 and p["explore"] and not getattr(args, "quiet", False):
+            if len(notebooks) == 1 and p["exploration"] and not getattr(args, "quiet", False):
                 print(
                     "  explore.ipynb: left out (it reads rows; only Spark reads these URIs)",
                     file=sys.stderr,

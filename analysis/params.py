@@ -102,7 +102,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("alert_metrics", dict, {},
           "metric names of the alert rules in alerts/ (README); {}: the defaults",
           ("--alert-metrics",), "YAML"),
-    Param("explore", bool, False,
+    Param("exploration", bool, False,
           "also run and keep the exploration notebook (explore.ipynb and .html)",
           ("--explore",)),
 )  # fmt: skip
@@ -209,7 +209,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
             raise ParameterError(
                 f"{key} {value!r}: one of {', '.join(choices)}, or a source definition FILE.yaml"
             )
-    for key in ("redact_users", "in_place", "explore"):
+    for key in ("redact_users", "in_place", "exploration"):
         if isinstance(out[key], str):
             out[key] = out[key].strip().lower() in ("1", "true", "yes")
     for key in ("range_start", "range_end"):

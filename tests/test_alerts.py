@@ -388,5 +388,5 @@ def test_a_report_leaves_the_exploration_out_unless_asked(sample_report):
     assert (sample_report / "incident_report.html").is_file()
     assert not list(sample_report.glob("explore.*"))
     manifest = json.loads((sample_report / "manifest.json").read_text())
-    assert manifest["parameters"]["explore"] is False
+    assert manifest["parameters"]["exploration"] is False
     assert not [o for o in manifest["outputs"] if o["path"].startswith("explore")]
