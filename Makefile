@@ -15,7 +15,7 @@ LAB_PARAMS ?=
 # Jupyter refuses to run as root unless told; these machines and CI run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help venv spark sample report test lint format bench fuzz lab lab-data hooks chromium \
+.PHONY: help venv spark sample report test lint format bench fuzz lab lab-data hooks chromium pgbadger \
 	postgresql prometheus java clean
 
 help:  ## list the targets
@@ -60,55 +60,38 @@ format: $(STAMP)  ## fix what ruff can fix
 	$(BIN)/ruff check --fix analysis tests tools notebooks
 	$(BIN)/ruff format analysis tests tools notebooks
 
-# The browser test renders the HTML report in headless Chromium. Installed here (as root,
-# from Debian) when missing; elsewhere the test skips with a reason, and fails in CI.
+# $(call debian,CHECK,PACKAGE,WHAT NEEDS IT): Debian's PACKAGE, installed here (as root) when
+# the shell test CHECK fails; elsewhere what needs it skips with a reason (and fails in CI)
+define debian
+	@$(1) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2)) \
+	      || echo "make: could not install $(2); $(3) will say so"; \
+	  else \
+	    echo "make: $(2) is missing (install it as root: apt-get install $(2)); $(3) will skip"; \
+	  fi; }
+endef
+
+# the browser test renders the HTML report in headless Chromium
 chromium:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-	      || echo "make: could not install chromium; the browser test will say so"; \
-	  else \
-	    echo "make: chromium is missing (install it as root: apt-get install chromium);" \
-	         "the browser test will skip"; \
-	  fi; }
+	$(call debian,command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1,chromium,the browser test)
 
-# The real-server test (tests/test_pg_server.py) starts a private PostgreSQL cluster. Debian's
-# postgresql is installed here (as root) when no server is found; Debian keeps initdb and
-# pg_ctl in /usr/lib/postgresql/<version>/bin. Elsewhere the test skips, and fails in CI.
+# the real-server test (tests/test_pg_server.py) starts a private PostgreSQL cluster; Debian
+# keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin
 postgresql:
-	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
-	      || echo "make: could not install postgresql; the real-server test will say so"; \
-	  else \
-	    echo "make: the PostgreSQL server is missing (install it as root: apt-get install" \
-	         "postgresql); the real-server test will skip"; \
-	  fi; }
+	$(call debian,command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1,postgresql,the real-server test)
 
-# The alert rules' tests run Prometheus's promtool (Debian's prometheus package) on a report's
-# alerts/. Installed here (as root) when missing; elsewhere those tests skip, and fail in CI.
+# the alert rules' tests run Prometheus's promtool on a report's alerts/
 prometheus:  ## install promtool (Debian's prometheus package) when it is missing
-	@command -v promtool >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) \
-	      || echo "make: could not install prometheus; the promtool tests will say so"; \
-	  else \
-	    echo "make: promtool is missing (install it as root: apt-get install prometheus);" \
-	         "the promtool tests will skip"; \
-	  fi; }
+	$(call debian,command -v promtool >/dev/null 2>&1,prometheus,the promtool tests)
 
-# Spark runs on a JVM: Java 17 from Debian, installed here (as root) when `java` is missing;
-# elsewhere the Spark tests skip with a reason, and fail in CI.
+# Spark runs on a JVM: Java 17
 java:
-	@command -v java >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      openjdk-17-jre-headless) \
-	      || echo "make: could not install Java 17; the Spark tests will say so"; \
-	  else \
-	    echo "make: java is missing (install it as root: apt-get install openjdk-17-jre-headless);" \
-	         "the Spark tests will skip"; \
-	  fi; }
+	$(call debian,command -v java >/dev/null 2>&1,openjdk-17-jre-headless,the Spark tests)
+
+# the bench's peer for PostgreSQL logs
+pgbadger:
+	$(call debian,command -v pgbadger >/dev/null 2>&1,pgbadger,the bench's pgbadger comparison)
 
 ifdef DATABASE
 # your database, all of it: a copy of the exploration notebook with `database` set and no
@@ -134,7 +117,7 @@ lab: lab-data  ## JupyterLab on 127.0.0.1 with the sample loaded (or DATABASE=fi
 		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(LAB_NOTEBOOK) \
 		$(LAB_ARGS)
 
-bench: $(STAMP)  ## time and memory against the floor and pandas (QUICK=1: one small size)
+bench: $(STAMP) pgbadger  ## time and memory against the floor and pandas (QUICK=1: one small size)
 	$(BIN)/python -m tools.bench $(if $(QUICK),--quick)
 
 fuzz: $(STAMP)  ## the loader fuzz tests with many more examples than CI runs

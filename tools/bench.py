@@ -278,11 +278,72 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
     res["load_rows_per_s"] = round(total / res["load"]["seconds"]) if res["load"]["ok"] else None
     res["load_vs_floor"] = _ratio(res["load"], res["floor_ctas"])
     res["load_vs_count_floor"] = _ratio(res["load"], res["floor_count"])
+    res["report_vs_floor"] = _ratio(res["report"], res["floor_ctas"])
+    res["peak_rss_mb"] = max(
+        (m["peak_rss_mb"] or 0) for m in (res["load"], res["report"]) if m.get("ok")
+    )
+    ip = res.get("report_in_place", {})
+    if ip.get("ok") and rep["ok"] and rep.get("analysis_s"):
+        # in place, reading the rows (its "load" step: nothing is loaded) is part of the
+        # analysis; the loaded report's analysis reads tables already there
+        ip["analysis_with_read_s"] = round(ip.get("load_s", 0) + ip.get("analysis_s", 0), 2)
+        res["inplace_analysis_vs_loaded"] = round(
+            ip["analysis_with_read_s"] / rep["analysis_s"], 2
+        )
     if pandas:
+        ours = {
+            "ok": res["load"]["ok"] and res["analysis"]["ok"],
+            "seconds": res["load"]["seconds"] + res["analysis"]["seconds"],
+        }
         res["speedup_vs_pandas"] = (
-            _ratio(res["pandas"], res["report"]) if res["pandas"]["ok"] else "pandas failed"
+            _ratio(res["pandas"], ours) if res["pandas"]["ok"] else "pandas failed"
         )
     return res
+
+
+#: the size of the fixed-cost measurement: about 0.6M rows (44k auth + 0.55M queries)
+FIXED_SCALE = 0.22
+
+
+def fixed_cost(work: Path) -> dict:
+    """A report of the 0.6M size minus its load: kernel, analysis, charts, files, HTML.
+
+    Run twice, the faster kept, like the report at the larger sizes."""
+    paths = inputs(FIXED_SCALE)
+    runs = []
+    for i in range(2):
+        db = work / f"fixed-{i}.duckdb"
+        runs.append(
+            measure(
+                f"postmortem report at scale {FIXED_SCALE:g}",
+                [
+                    str(BIN / "postmortem"),
+                    "report",
+                    "--auth",
+                    str(paths["auth"]),
+                    "--queries",
+                    str(paths["queries"]),
+                    "--timeline",
+                    str(paths["timeline"]),
+                    "--database",
+                    str(db),
+                    "--out",
+                    str(work / f"fixed-{i}"),
+                ],
+                parse=step_timings,
+            )
+        )
+        db.unlink(missing_ok=True)
+    ok = [m for m in runs if m["ok"] and "load_s" in m]
+    if not ok:
+        return {"report": runs[0]}
+    best = min(ok, key=lambda m: m["seconds"])
+    return {
+        "report": {**best, "runs_s": [m["seconds"] for m in runs]},
+        "rows": sum(row_counts(paths).values()),
+        "fixed_cost_s": round(best["seconds"] - best["load_s"], 2),
+        "charts_s": best.get("charts_s"),
+    }
 
 
 #: the range of the partition-pruning measurement: 9 of the sample day's hours
@@ -357,19 +418,22 @@ def spark_available() -> bool:
     return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
 
 
-def pgbadger_comparison(work: Path, *, copies: int = 158) -> dict:
-    """Our PostgreSQL loader against pgbadger on the same ~18 MB log (pgbench statements from
-    ../shared/real-logs, repeated), when both the log and pgbadger are here."""
+def pgbadger_comparison(work: Path, *, copies: int = 860) -> dict:
+    """Our PostgreSQL loader against pgbadger on the same 101 MB log: a real server's log of
+    pgbench statements (pgbadger's own test fixture, ../shared/real-logs/pgbadger/
+    light.postgres.log.bz2, 118 kB) repeated 860 times, when both the log and pgbadger are
+    here (``make bench`` installs pgbadger from Debian when it can)."""
     import bz2
 
     src = config.PROJECT_ROOT.parent / "shared/real-logs/pgbadger/light.postgres.log.bz2"
     if not src.exists() or shutil.which("pgbadger") is None:
         return {"skipped": "needs ../shared/real-logs and pgbadger (apt-get install pgbadger)"}
-    log = BENCH_DIR / "pgbench-x158.log"
+    log = BENCH_DIR / f"pgbench-x{copies}.log"
     if not log.exists():
         BENCH_DIR.mkdir(parents=True, exist_ok=True)
         log.write_bytes(bz2.decompress(src.read_bytes()) * copies)
-    out = {"log_mb": round(log.stat().st_size / 1e6, 1)}
+    # its size in lines (a statement's entry can take several)
+    out = {"log_mb": round(log.stat().st_size / 1e6, 1), "rows": log.read_bytes().count(b"\n")}
     out["ours"] = measure(
         "postmortem load --query-format postgres",
         [
@@ -432,37 +496,74 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def targets(results: list[dict]) -> list[str]:
-    """Whether each target of the benchmark holds, at the largest size measured (the issue's
-    targets are for 60M rows: at a smaller size they say less)."""
+#: the targets of issue 16: key in results.json, what it is, the comparison and the bound
+TARGETS = (
+    ("load_vs_floor", "load ÷ bare CREATE TABLE AS", "<=", 1.5),
+    ("report_vs_floor", "report end to end ÷ bare CREATE TABLE AS", "<=", 2.0),
+    ("inplace_analysis_vs_loaded", "in place: reading + figures ÷ figures on loaded tables",
+     "<=", 2.0),
+    ("inplace_report_s", "in place: the whole report, s", "<=", 45.0),
+    ("fixed_cost_s", "fixed cost: a report of 0.6M rows minus its load, s", "<=", 5.0),
+    ("charts_s", "six charts (PNG and SVG), s", "<=", 1.5),
+    ("speedup_vs_pgbadger", "PostgreSQL log: pgbadger ÷ our load", ">=", 10.0),
+    ("speedup_vs_pandas", "pandas ÷ our load + analysis", ">=", 5.0),
+    ("peak_rss_mb", "peak RSS of the load and the report, MB", "<=", 3072.0),
+)  # fmt: skip
+
+
+def headline(results: list[dict], fixed: dict, pg: dict) -> dict:
+    """The figures of the targets at the top level of results.json, each with the rows it
+    was measured at (``rows``), and ``pgbadger_log_mb``."""
+    big = results[-1]
+    big_rows = big["rows"]["auth"] + big["rows"]["queries"]
+    pandas = next((r for r in results if "speedup_vs_pandas" in r), None)
+    ip = big.get("report_in_place", {})
+    out: dict = {
+        "load_vs_floor": big["load_vs_floor"],
+        "report_vs_floor": big.get("report_vs_floor"),
+        "inplace_analysis_vs_loaded": big.get("inplace_analysis_vs_loaded"),
+        "inplace_report_s": ip.get("seconds") if ip.get("ok") else None,
+        "fixed_cost_s": fixed.get("fixed_cost_s"),
+        "charts_s": fixed.get("charts_s"),
+        "speedup_vs_pgbadger": pg.get("speedup"),
+        "pgbadger_log_mb": pg.get("log_mb"),
+        "speedup_vs_pandas": pandas["speedup_vs_pandas"] if pandas else None,
+        "peak_rss_mb": big.get("peak_rss_mb"),
+    }
+    out["rows"] = {
+        "load_vs_floor": big_rows,
+        "report_vs_floor": big_rows,
+        "inplace_analysis_vs_loaded": big_rows,
+        "inplace_report_s": big_rows,
+        "fixed_cost_s": fixed.get("rows"),
+        "charts_s": fixed.get("rows"),
+        "speedup_vs_pgbadger": pg.get("rows"),
+        "speedup_vs_pandas": (
+            pandas["rows"]["auth"] + pandas["rows"]["queries"] if pandas else None
+        ),
+        "peak_rss_mb": big_rows,
+    }
+    return out
+
+
+def targets(results: list[dict], top: dict) -> list[str]:
+    """Each target with held / MISSED and its figure (the issue judges them at 60M rows; at
+    a smaller size they say less), then the other checks of the bench."""
+    out = []
+    for key, what, op, bound in TARGETS:
+        value, rows = top.get(key), top["rows"].get(key)
+        at = f" at {rows:,} rows" if rows else ""
+        if not isinstance(value, (int, float)):
+            out.append(f"{what} {op} {bound:g}: not measured{at} ({value})")
+            continue
+        held = value <= bound if op == "<=" else value >= bound
+        out.append(f"{what} {op} {bound:g}: {'held' if held else 'MISSED'} ({value:g}{at})")
     r = results[-1]
-    rows = r["rows"]["auth"] + r["rows"]["queries"]
-    out = [f"at the largest size measured, {rows:,} rows (the targets are for 60M):"]
-    lvf = r["load_vs_floor"]
-    out.append(
-        f"load ≤ 1.5× bare CREATE TABLE AS: {'holds' if lvf and lvf <= 1.5 else 'MISSED'} ({lvf}×)"
-    )
-    out.append(
-        f"load peak RSS ≤ 3 GiB: "
-        f"{'holds' if r['load']['peak_rss_mb'] <= 3072 else 'MISSED'} "
-        f"({r['load']['peak_rss_mb']:,.0f} MB)"
-    )
-    out.append(
-        f"analysis ≤ 10 s: {'holds' if r['analysis']['seconds'] <= 10 else 'MISSED'} "
-        f"({r['analysis']['seconds']} s)"
-    )
-    out.append(
-        f"report end to end ≤ 60 s: {'holds' if r['report']['seconds'] <= 60 else 'MISSED'}"
-        f" ({r['report']['seconds']} s)"
-    )
-    nb = r["report"].get("notebooks_and_charts_s")
-    if nb is not None:
-        out.append(f"notebooks and charts ≤ 8 s: {'holds' if nb <= 8 else 'MISSED'} ({nb} s)")
     mvr = r.get("misdated_vs_report")
     if mvr is not None:
         out.append(
             f"report with one line a decade early within 10% of the report: "
-            f"{'holds' if mvr <= 1.1 else 'MISSED'} ({mvr}×: "
+            f"{'held' if mvr <= 1.1 else 'MISSED'} ({mvr}×: "
             f"{r['report_misdated']['seconds']} s vs {r['report']['seconds']} s)"
         )
     for key in ("report_spark", "report_spark_range"):
@@ -478,13 +579,6 @@ def targets(results: list[dict]) -> list[str]:
             f"in place with a 9-hour range reads only its partitions: "
             f"{ipr['files_read']} of {ipr['files_total']} files"
         )
-    for res in results:
-        if "speedup_vs_pandas" in res:
-            s = res["speedup_vs_pandas"]
-            ok = isinstance(s, str) or (s is not None and s >= 15)
-            out.append(
-                f"≥ 15× pandas at scale {res['scale']:g}: {'holds' if ok else 'MISSED'} ({s})"
-            )
     return out
 
 
@@ -514,30 +608,23 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_size(scale, pandas=scale == args.pandas_scale, work=work))
             shutil.rmtree(work, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="postmortem-bench-", dir=BENCH_DIR.parent) as tmp:
+        fixed = fixed_cost(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="postmortem-bench-", dir=BENCH_DIR.parent) as tmp:
         pg = pgbadger_comparison(Path(tmp))
+    top = headline(results, fixed, pg)
     doc = {
+        **top,
+        "date": time.strftime("%Y-%m-%d"),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
         "sizes": results,
-        "load_vs_floor": results[-1]["load_vs_floor"],
-        "speedup_vs_pandas": next(
-            (r["speedup_vs_pandas"] for r in results if "speedup_vs_pandas" in r), None
-        ),
+        "fixed_cost": fixed,
         "pgbadger": pg,
-        "speedup_vs_pgbadger": pg.get("speedup"),
-        "targets": targets(results),
+        "targets": targets(results, top),
     }
-    if pg.get("speedup") is not None:
-        ok = "holds" if pg["speedup"] >= 10 else "MISSED"
-        doc["targets"].append(
-            f"PostgreSQL log ≥ 10× pgbadger ({pg['log_mb']} MB): {ok} ({pg['speedup']}×: "
-            f"{pg['ours']['seconds']} s vs {pg['pgbadger']['seconds']} s)"
-        )
-    else:
-        doc["targets"].append(f"PostgreSQL log vs pgbadger: skipped ({pg.get('skipped')})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(table(results))
