@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 import yaml
 
-from analysis import db, lines
+from analysis import db, fastjson, lines
 from analysis.kinds import (
     KINDS,
     RAW_KEEP_CHARS,
@@ -307,8 +307,13 @@ def _yaml_text(value: object) -> str | None:
 def read_jsonl(
     con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
 ) -> None:
-    """JSON Lines with the canonical field names."""
+    """JSON Lines with the canonical field names: a large clean file through DuckDB's
+    ``read_json`` (:mod:`analysis.fastjson`), any other line by line."""
     lines.refuse_binary(path, FORMAT_NAMES["jsonl"])
+    state: dict = {"path": str(path)}
+    if fastjson.try_load(con, kind, path, res, opts, state, extras_from):
+        _check_whole_file(res, kind, state, fmt_name=FORMAT_NAMES["jsonl"])
+        return
     load_text(con, kind, path, res, json_records, tz=opts.tz, progress=opts.progress)
 
 

@@ -58,7 +58,7 @@ def ts_expr(col: str, *, utc: bool) -> str:
         end)"""
 
 
-def _validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
+def validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
     """The query from the records to ``_checked``: typed columns and a reject reason."""
     extras = rec.extras
     f = {n: db.quote_identifier("f_" + n) for n in list(kind.fields) + extras}
@@ -158,33 +158,18 @@ def store(
     if not utc:
         values["tz"] = tz
     checked = db.scratch_sql(
-        con, _validation_sql(kind, rec, utc=utc), values, _chunk=chunk
+        con, validation_sql(kind, rec, utc=utc), values, _chunk=chunk
     ).to_arrow_table(db.SCRATCH_BATCH_ROWS)
-    have = set(db.columns_of(con, kind.table))
-    for n in extras:
-        if n not in have:
-            con.execute(
-                f"alter table {kind.table} add column {db.quote_identifier(n)} varchar"  # noqa: S608
-            )
-    cols = [n for n in kind.fields] + extras
-    select = []
-    for n in cols:
-        q = db.quote_identifier(n)
-        if n == "rows":
-            select.append('try_cast("rows" as bigint) as "rows"')
-        elif n == "fingerprint":
-            select.append("coalesce(c.fingerprint, k.fingerprint) as fingerprint")
-        else:
-            select.append(f"c.{q}")
+    add_extra_columns(con, kind, extras)
+    target, select = insert_columns(kind, extras, fingerprint="k.fingerprint")
     source = "_checked c"
     if kind is QUERIES:
         _fingerprint_keys(con, checked)
         source += " left join _fp_keys k on c.fp_key = k.fp_key"
-    target = ", ".join(["source_id", "line"] + [db.quote_identifier(n) for n in cols])
     db.scratch_sql(
         con,
         f"insert into {kind.table} ({target}) "  # noqa: S608 - fixed table, checked columns
-        f"select $sid, c.line, {', '.join(select)} from {source} where c.reason is null",
+        f"select $sid, c.line, {select} from {source} where c.reason is null",
         {"sid": res.source_id},
         _checked=checked,
     )
@@ -204,6 +189,33 @@ def store(
     res.rows_read += counts[0]
     res.rows_loaded += counts[1]
     res.not_json += counts[2]
+
+
+def add_extra_columns(con: duckdb.DuckDBPyConnection, kind: Kind, extras: list[str]) -> None:
+    """Add a text column to the kind's table for each extra field it does not have yet."""
+    have = set(db.columns_of(con, kind.table))
+    for n in extras:
+        if n not in have:
+            con.execute(
+                f"alter table {kind.table} add column {db.quote_identifier(n)} varchar"  # noqa: S608
+            )
+
+
+def insert_columns(kind: Kind, extras: list[str], *, fingerprint: str) -> tuple[str, str]:
+    """The target columns of an insert of validated rows ``c`` into the kind's table (after
+    ``source_id, line``), and their values; ``fingerprint`` is the expression of a
+    statement's fingerprint when its row came without one."""
+    cols = list(kind.fields) + extras
+    select = []
+    for n in cols:
+        if n == "rows":
+            select.append('try_cast(c."rows" as bigint) as "rows"')
+        elif n == "fingerprint":
+            select.append(f"coalesce(c.fingerprint, {fingerprint}) as fingerprint")
+        else:
+            select.append(f"c.{db.quote_identifier(n)}")
+    target = ", ".join(["source_id", "line"] + [db.quote_identifier(n) for n in cols])
+    return target, ", ".join(select)
 
 
 def _fingerprint_keys(con: duckdb.DuckDBPyConnection, checked: pa.Table) -> None:
