@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from analysis import alerts, config, definitions, registry, times
+from analysis import config, definitions, registry, times
 
 
 @dataclass(frozen=True)
@@ -251,6 +251,9 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         out["year"] = int(out["year"] or 0)
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"year {out['year']!r} is not a year") from exc
+    # imported here: the alert rules bring pandas, 0.5 s of every command's start
+    from analysis import alerts
+
     try:  # the alert rules' metric names (issue 18): the given mapping, checked
         alerts.metric_mapping(out["alert_metrics"])
     except alerts.AlertConfigError as exc:
