@@ -392,3 +392,18 @@ def test_an_attempt_of_either_outcome_without_a_user_loads_with_a_null_user(con,
         (2, None),
         (3, None),
     ]
+
+
+def test_a_copy_of_a_loaded_file_under_another_name_adds_nothing(con, tmp_path):
+    # a new name is read while it is hashed; its bytes were loaded already: its rows go again
+    f = write(tmp_path / "a.jsonl", jl(GOOD, '{"ts": "x", "outcome": "failure"}'))
+    first = load.load(con, auth=f).files[0]
+    copy = write(tmp_path / "copy.jsonl", f.read_bytes())
+    again = load.load(con, auth=copy).files[0]
+    assert again.already_loaded and again.sha256 == first.sha256
+    assert again.source_id == first.source_id
+    assert con.execute("select count(*), min(source_id) from auth_events").fetchall() == [
+        (1, first.source_id)
+    ]
+    assert con.execute("select count(*) from rejects").fetchall() == [(1,)]
+    assert con.execute("select count(*) from sources").fetchall() == [(1,)]
