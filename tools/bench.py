@@ -279,8 +279,11 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
     res["load_vs_floor"] = _ratio(res["load"], res["floor_ctas"])
     res["load_vs_count_floor"] = _ratio(res["load"], res["floor_count"])
     res["report_vs_floor"] = _ratio(res["report"], res["floor_ctas"])
+    # the load, the report and the in-place reports (Spark's JVM is a process of its own)
     res["peak_rss_mb"] = max(
-        (m["peak_rss_mb"] or 0) for m in (res["load"], res["report"]) if m.get("ok")
+        (res.get(k, {}).get("peak_rss_mb") or 0)
+        for k in ("load", "report", "report_misdated", "report_in_place", "report_in_place_range")
+        if res.get(k, {}).get("ok")
     )
     ip = res.get("report_in_place", {})
     if ip.get("ok") and rep["ok"] and rep.get("analysis_s"):
