@@ -48,9 +48,11 @@ def _check(path: Path) -> tuple[int, list[str]] | None:
     probe = duckdb.connect(config={"preserve_insertion_order": False})
     try:
         probe.execute("set enable_progress_bar = false")
+        # a blank line (read_json skips it) or one that does not start with '{' after spaces
+        # (a tab first: the line-level path rejects it, read_json would read it)
         n, blank = probe.execute(
-            f"select count(*), count(*) filter (where j is null or trim(j) = '') "  # noqa: S608 - fixed text
-            f"from {_LINES}",
+            f"select count(*), count(*) filter (where j is null or trim(j) = '' "  # noqa: S608 - fixed text
+            f"or not starts_with(ltrim(j), '{{')) from {_LINES}",
             {"path": str(path)},
         ).fetchall()[0]
         if blank or not n:
@@ -87,6 +89,10 @@ def try_load(
         return False
     n, keys = checked
     if kind is QUERIES and "fingerprint" in keys:
+        return False
+    # lines are numbered by rowid: a column of that name (DuckDB's names ignore case) would
+    # stand in its place
+    if any(n.lower() == "rowid" for n in [*keys, *db.columns_of(con, kind.table)]):
         return False
     extras = extras_from(keys, kind, state)
     names = list(kind.fields) + extras

@@ -68,6 +68,10 @@ def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
         ('{"ts": "2024-01-19T10:00:00Z", "ts": "x", "duration_ms": 1, "statement": "s"}', None),
         ('{"ts": "yesterday", "duration_ms": 1, "statement": "s"}', "unparseable"),
         ("[1, 2]", "not a JSON object"),
+        # a tab before the brace: the line-level path rejects the line, read_json reads it
+        ('\t{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', "not a JSON"),
+        # a field named rowid, by which the fast path numbers its lines
+        ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "RowID": 1}', None),
         # a fingerprint of its own: kept as given, which only the line-level path does
         ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "fingerprint": "given"}', None),
     ],
