@@ -50,12 +50,12 @@ def _check(path: Path) -> tuple[int, list[str]] | None:
         probe.execute("set enable_progress_bar = false")
         # a blank line (read_json skips it) or one that does not start with '{' after spaces
         # (a tab first: the line-level path rejects it, read_json would read it)
-        n, blank = probe.execute(
+        n, unfit = probe.execute(
             f"select count(*), count(*) filter (where j is null or trim(j) = '' "  # noqa: S608 - fixed text
             f"or not starts_with(ltrim(j), '{{')) from {_LINES}",
             {"path": str(path)},
         ).fetchall()[0]
-        if blank or not n:
+        if unfit or not n:
             return None
         # json_keys fails on a line that is not JSON, which the line-level path must name
         keys = probe.execute(
@@ -92,17 +92,17 @@ def try_load(
         return False
     # lines are numbered by rowid: a column of that name (DuckDB's names ignore case) would
     # stand in its place
-    if any(n.lower() == "rowid" for n in [*keys, *db.columns_of(con, kind.table)]):
+    if any(c.lower() == "rowid" for c in [*keys, *db.columns_of(con, kind.table)]):
         return False
     extras = extras_from(keys, kind, state)
     names = list(kind.fields) + extras
-    state["seen"] = {n for n in kind.fields if n in keys}
-    cols = ", ".join(f"{db.quote_identifier(n)} as {db.quote_identifier('f_' + n)}" for n in names)
+    state["seen"] = {f for f in kind.fields if f in keys}
+    cols = ", ".join(f"{db.quote_identifier(c)} as {db.quote_identifier('f_' + c)}" for c in names)
     rec = Records(
         f"select 0::bigint as line, null::varchar as raw, null::varchar as pre_reason, {cols} "  # noqa: S608 - checked identifiers
         "from read_json($path, columns = $columns, format = 'newline_delimited', "
         "records = true, ignore_errors = true)",
-        {"path": str(path), "columns": {n: "VARCHAR" for n in names}},
+        {"path": str(path), "columns": {c: "VARCHAR" for c in names}},
         extras,
     )
     if opts.progress:

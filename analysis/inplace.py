@@ -102,9 +102,9 @@ def _columns(con: duckdb.DuckDBPyConnection, kind: Kind, var: str) -> dict[str, 
 def _typed(kind: Kind, types: dict[str, str], extras: list[str]) -> tuple[list[str], str]:
     """Typed columns as a load stores them, and the condition of a usable row.
 
-    A column already of the right type is read as it is: a view is evaluated by every query
-    that reads it, so a cast per row costs at every figure. A ``statement`` is not trimmed
-    (a statement of blanks only, which a load rejects, counts here).
+    A column already of the right type is read as it is (a cast per row is work while the
+    range's rows are read). A ``statement`` is not trimmed (a statement of blanks only, which
+    a load rejects, counts here).
     """
     cols = []
     for n in kind.fields:
@@ -157,10 +157,6 @@ def _typed(kind: Kind, types: dict[str, str], extras: list[str]) -> tuple[list[s
     if kind is QUERIES:
         usable.append("(statement is not null or fp_given is not null)")
     return cols, " and ".join(usable)
-
-
-#: at most this many statement keys go into Spark's fingerprint map (see analysis.spark_rows)
-MAP_KEYS = 1000
 
 
 def _fingerprint_keys(con: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -228,15 +224,15 @@ def attach(
         # the range's rows are read, typed and fingerprinted once, into a table of this
         # session: a view over the files was read again by every figure (13 s of analysis
         # instead of 2.3 s on loaded tables, for 6M rows)
+        # a given fingerprint counts in usable only (the fingerprint column holds it too)
+        dropped = " exclude (fp_given)" if kind is QUERIES else ""
         con.execute(
             f"create or replace temp table _ipt_{kind.name} as "  # noqa: S608 - fixed names
-            f"select *, {usable} as usable from _ip_{kind.name}"
+            f"select *{dropped}, {usable} as usable from _ip_{kind.name}"
         )
         if kind is QUERIES:
             _fingerprint_keys(con, "_ipt_queries")
-        hidden = (
-            "file_index, fp_given, fp_is_key, usable" if kind is QUERIES else "file_index, usable"
-        )
+        hidden = "file_index, fp_is_key, usable" if kind is QUERIES else "file_index, usable"
         con.execute(
             f"create or replace temp view {view} as select 0 as source_id, "  # noqa: S608
             f"null::bigint as line, * exclude ({hidden}) from _ipt_{kind.name} where usable"

@@ -12,11 +12,15 @@ from urllib.parse import unquote, urlparse
 import duckdb
 
 from analysis import fingerprint
-from analysis.inplace import MAP_KEYS, hive_keys
+from analysis.inplace import hive_keys
 from analysis.kinds import AUTH, QUERIES, Kind, LoadError
 from analysis.readers import extras_from
 
 log = logging.getLogger(__name__)
+
+#: above this many statement keys the fingerprint map broadcast to every executor is no longer
+#: kilobytes: a warning says so
+MAP_KEYS = 1000
 
 
 def _text(types: dict[str, str], name: str):

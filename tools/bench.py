@@ -189,6 +189,27 @@ def row_counts(paths: dict[str, Path]) -> dict[str, int]:
     return out
 
 
+def report_command(
+    auth: list[str], queries: str, timeline: Path, database: Path, out: Path, *extra: str
+) -> list[str]:
+    """``postmortem report`` on the given inputs into ``out``, with ``extra`` flags."""
+    return [
+        str(BIN / "postmortem"),
+        "report",
+        *extra,
+        "--auth",
+        *auth,
+        "--queries",
+        queries,
+        "--timeline",
+        str(timeline),
+        "--database",
+        str(database),
+        "--out",
+        str(out),
+    ]
+
+
 def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
     """Every measurement at one size."""
     paths = inputs(scale)
@@ -225,22 +246,6 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
     first = json.loads(paths["auth"].open(encoding="utf-8").readline())
     stray.write_text(json.dumps({**first, "ts": "2014-01-19T10:31:00Z"}) + "\n", encoding="utf-8")
 
-    def report_cmd(auth: list[str], out: str) -> list[str]:
-        return [
-            str(BIN / "postmortem"),
-            "report",
-            "--auth",
-            *auth,
-            "--queries",
-            files[1],
-            "--timeline",
-            str(paths["timeline"]),
-            "--database",
-            str(report_db),
-            "--out",
-            str(work / out),
-        ]
-
     # two runs of each, alternating, the faster kept: one load of 1.4 GB varies by about
     # ±5 s from run to run, too much to judge a 10% target on a single pair
     runs: dict[str, list[dict]] = {"report": [], "report_misdated": []}
@@ -255,7 +260,8 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
             ),
         ):
             report_db.unlink(missing_ok=True)
-            runs[key].append(measure(name, report_cmd(auth, out), parse=step_timings))
+            cmd = report_command(auth, files[1], paths["timeline"], report_db, work / out)
+            runs[key].append(measure(name, cmd, parse=step_timings))
     report_db.unlink(missing_ok=True)
     for key, measured in runs.items():
         ok = [m for m in measured if m["ok"]] or measured
@@ -319,20 +325,13 @@ def fixed_cost(work: Path) -> dict:
         runs.append(
             measure(
                 f"postmortem report at scale {FIXED_SCALE:g}",
-                [
-                    str(BIN / "postmortem"),
-                    "report",
-                    "--auth",
-                    str(paths["auth"]),
-                    "--queries",
+                report_command(
+                    [str(paths["auth"])],
                     str(paths["queries"]),
-                    "--timeline",
-                    str(paths["timeline"]),
-                    "--database",
-                    str(db),
-                    "--out",
-                    str(work / f"fixed-{i}"),
-                ],
+                    paths["timeline"],
+                    db,
+                    work / f"fixed-{i}",
+                ),
                 parse=step_timings,
             )
         )
@@ -370,21 +369,14 @@ def in_place(scale: float, paths: dict[str, Path], work: Path) -> dict:
         ]
     for name, extra, engine in runs:
         folder = work / name
-        cmd = [
-            str(BIN / "postmortem"),
-            "report",
-            *engine,
-            "--auth",
-            str(pq["hive_auth"]),
-            "--queries",
+        cmd = report_command(
+            [str(pq["hive_auth"])],
             str(pq["hive_queries"]),
-            "--timeline",
-            str(paths["timeline"]),
-            "--database",
-            str(work / f"{name}.duckdb"),
-            "--out",
-            str(folder),
-        ]
+            paths["timeline"],
+            work / f"{name}.duckdb",
+            folder,
+            *engine,
+        )
         if extra:
             cmd += ["--range-start", extra[0], "--range-end", extra[1]]
         out[name] = measure(
