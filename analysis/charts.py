@@ -518,6 +518,22 @@ CHARTS: dict[str, Callable[[ChartData, str], Figure]] = {
 }
 
 
+@dataclass(frozen=True)
+class Given:
+    """A table read beforehand, standing in for the callable that would read it (it goes
+    to the helper process that draws half of the charts, which has no database)."""
+
+    value: pd.DataFrame
+
+    def __call__(self) -> pd.DataFrame:
+        return self.value
+
+
+def draw_and_save(name: str, data: ChartData, title: str, path: Path) -> list[Path]:
+    """Draw the chart ``name`` and save it as ``path.png`` and ``path.svg``; the files."""
+    return save_figure(draw(name, data, title=title), path)
+
+
 def draw(name: str, data: ChartData, *, title: str) -> Figure:
     """The report's chart ``name`` (one of :data:`CHARTS`)."""
     if name not in CHARTS:

@@ -237,7 +237,7 @@ def _load(args: argparse.Namespace, say) -> int:
         raise load.LoadError("nothing to load: give --auth, --queries and/or --timeline")
     args.database.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    from analysis.report import connect_waiting
+    from analysis.db import connect_waiting
 
     con = connect_waiting(
         args.database, say=_progress, memory_limit=args.memory_limit, threads=args.threads

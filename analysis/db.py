@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -109,6 +112,16 @@ ZONE_MACRO = (
     + " else v end"
 )
 
+#: ``nullif(trim(s), '')``, calling trim only where it could strip something: trim strips
+#: the space and the Unicode spaces (Zs), so an ASCII-only text that starts with a printable
+#: character and does not end in a space is already trimmed. trim copies every string and
+#: costs as much as reading the column; ``s[-1:]`` costs as much again (issue 16)
+TIDY_MACRO = (
+    "create or replace temp macro tidy_text(s) as case when s = '' then null "
+    "when ascii(s) between 33 and 126 and not ends_with(s, ' ') and strlen(s) = length(s) "
+    "then s else nullif(trim(s), '') end"
+)
+
 DEFAULT_MEMORY_LIMIT = "3GB"
 #: `postmortem report --memory-limit/--threads` reach the notebook's kernel through these
 MEMORY_ENV = "POSTMORTEM_MEMORY_LIMIT"
@@ -150,6 +163,7 @@ def connect(
     fingerprint.install(con)
     con.execute(CSV_UNQUOTE_MACRO)
     con.execute(ZONE_MACRO)
+    con.execute(TIDY_MACRO)
     if not read_only:
         con.execute(SCHEMA)
         if "options" not in columns_of(con, "sources"):
@@ -251,3 +265,29 @@ def run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, object]):
     text = sql(name)
     wanted = set(re.findall(r"\$([A-Za-z_]\w*)", text))
     return con.execute(text, {k: v for k, v in values.items() if k in wanted})
+
+
+#: how long a report or load waits for a database another process holds, in seconds
+LOCK_WAIT_S = 600
+
+
+def connect_waiting(
+    database: Path,
+    *,
+    say: Callable[[str], None] = print,
+    wait_s: float = LOCK_WAIT_S,
+    **options: Any,
+) -> duckdb.DuckDBPyConnection:
+    """Open the database for writing; while another process holds it, wait and say so."""
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            return connect(database, **options)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            if not told:
+                say(f"waiting: {database.name} is in use by another postmortem process")
+                told = True
+            time.sleep(0.5)

@@ -5,11 +5,12 @@ in Python and parses each chunk in SQL, so that a broken line is a reject with i
 number. A large file with no broken line pays for guarantees it does not need; DuckDB's
 ``read_json`` reads it on every core instead. The guarantees stay:
 
-- *line numbers*: a private connection first checks, over the file's physical lines, that
-  none is blank (``read_json`` skips those) and that each is JSON (its keys, the extra
-  columns, are read there too); ``read_json`` with ``ignore_errors`` then gives one row per
-  line (a line that is not one JSON object, all nulls, which fail validation below; a key
-  twice, its first value, as ``json_transform`` does), inserted in file order
+- *line numbers*: a private connection first checks, in one scan of the file's physical
+  lines grouped by their keys (the extra columns are read there too), that none is blank
+  (``read_json`` skips those), that each starts with ``{`` and that each is JSON;
+  ``read_json`` with ``ignore_errors`` then gives one row per line (a line that is not one
+  JSON object, all nulls, which fail validation below; a key twice, its first value, as
+  ``json_transform`` does), inserted in file order
   (``preserve_insertion_order``), so that a row's line is its rank in the insert;
 - *rejects*: validation is the same query as every other format's
   (:func:`analysis.validate.validation_sql`); when any row fails it, the rows of the file
@@ -45,28 +46,30 @@ _LINES = (
 def _check(path: Path) -> tuple[int, list[str]] | None:
     """The number of lines and the keys of a file every line of which ``read_json`` reads
     as the line-level path does, or None (the line-level path must read it)."""
-    probe = duckdb.connect(config={"preserve_insertion_order": False})
+    probe = duckdb.connect(
+        config={"preserve_insertion_order": False, "memory_limit": db.DEFAULT_MEMORY_LIMIT}
+    )
     try:
         probe.execute("set enable_progress_bar = false")
-        # a blank line (read_json skips it) or one that does not start with '{' after spaces
-        # (a tab first: the line-level path rejects it, read_json would read it)
-        n, unfit = probe.execute(
-            f"select count(*), count(*) filter (where j is null or trim(j) = '' "  # noqa: S608 - fixed text
-            f"or not starts_with(ltrim(j), '{{')) from {_LINES}",
-            {"path": str(path)},
-        ).fetchall()[0]
-        if unfit or not n:
-            return None
-        # json_keys fails on a line that is not JSON, which the line-level path must name
-        keys = probe.execute(
-            f"select distinct unnest(json_keys(j)) from {_LINES}",  # noqa: S608 - fixed text
+        # one scan: the lines by their keys (a logger writes a handful of key lists), each
+        # group with its number of lines that are blank (read_json skips those) or do not
+        # start with '{' (a space or tab first: the line-level path says what it does with
+        # them); json_keys fails on a line that is not JSON, which the line-level path must
+        # name
+        groups = probe.execute(
+            f"select json_keys(j), count(*), count(*) filter (where j is null or "  # noqa: S608 - fixed text
+            f"not starts_with(j, '{{')) from {_LINES} group by all",
             {"path": str(path)},
         ).fetchall()
     except duckdb.Error:
         return None  # invalid UTF-8, broken JSON, a byte of 0x01: the line-level path says
     finally:
         probe.close()
-    return n, sorted(k for (k,) in keys)
+    n = sum(count for _, count, _ in groups)
+    if not n or any(unfit for _, _, unfit in groups):
+        return None
+    keys = {k for key_list, _, _ in groups for k in key_list}
+    return n, sorted(keys)
 
 
 def try_load(

@@ -407,3 +407,46 @@ def test_a_copy_of_a_loaded_file_under_another_name_adds_nothing(con, tmp_path):
     ]
     assert con.execute("select count(*) from rejects").fetchall() == [(1,)]
     assert con.execute("select count(*) from sources").fetchall() == [(1,)]
+
+
+# trim strips the space and the Unicode spaces (Zs); tab, newline and the rest stay
+_TEXT_CHARS = [" ", "a", "Z", "1", "\t", "\n", "\u00a0", "\u3000", "\u2009", "é", "~", "\x7f"]
+
+
+def test_text_is_tidied_exactly_as_trim_and_nullif_would(con):
+    # tidy_text calls trim only where it could strip something (issue 16): every mix of
+    # ASCII, spaces of both kinds and other characters, at either end, gives what
+    # nullif(trim(s), '') gives
+    import itertools
+
+    texts = ["".join(p) for n in range(4) for p in itertools.product(_TEXT_CHARS, repeat=n)]
+    texts.append(None)
+    differ = con.execute(
+        "select list(s) from (select unnest($t) as s) "
+        "where tidy_text(s) is distinct from nullif(trim(s), '')",
+        {"t": texts},
+    ).fetchall()[0][0]
+    assert len(texts) == 1 + 1 + 12 + 144 + 1728 and not differ
+
+
+@pytest.mark.parametrize(
+    "ts, expected",
+    [
+        ("2024-01-19T10:30:00Z", datetime(2024, 1, 19, 10, 30)),  # the cast as it is
+        ("2024-01-19T10:30:00.250Z", datetime(2024, 1, 19, 10, 30, 0, 250_000)),
+        ("2024-01-19T10:30:00,250Z", datetime(2024, 1, 19, 10, 30, 0, 250_000)),  # the rest
+        (" 2024-01-19T10:30:00Z", datetime(2024, 1, 19, 10, 30)),  # a space first: trimmed
+        ("2024-01-19T10:30:00Z\u00a0", datetime(2024, 1, 19, 10, 30)),  # so is a Unicode one
+        ("2024-01-19T12:30:00+02:00", datetime(2024, 1, 19, 10, 30)),
+        ("2024-01-19 11:30:00 CET", datetime(2024, 1, 19, 10, 30)),
+        ("2024-07-19 12:30:00 CEST", datetime(2024, 7, 19, 10, 30)),
+        ("1705660200", datetime(2024, 1, 19, 10, 30)),
+        ("19/Jan/2024:11:30:00 +0100", datetime(2024, 1, 19, 10, 30)),
+        ("2024-02-30T10:30:00Z", None),  # no such day: null, by either road
+    ],
+)
+def test_times_are_read_the_same_by_the_iso_shortcut_and_the_whole_expression(con, ts, expected):
+    from analysis import validate
+
+    sql = f"select {validate.ts_expr('$ts', utc=True)}"  # noqa: S608 - fixed SQL
+    assert con.execute(sql, {"ts": ts}).fetchall() == [(expected,)]

@@ -316,3 +316,36 @@ def test_verify_does_not_call_an_input_that_only_spark_reads_missing(tmp_path, c
         "s3a://lake/auth/",
         str(ROOT / "data" / "x.parquet"),
     ]
+
+
+def test_charts_drawn_by_the_helper_process_are_the_bytes_drawn_here(
+    small_sample, tmp_path, monkeypatch
+):
+    # the first chart hands the charts but OWN_CHARTS to a forked helper (issue 16); each
+    # file it writes is the file this process writes when it draws every chart itself
+    from analysis import draft, report
+
+    def charts_of(folder: str) -> tuple[dict[str, bytes], list[str]]:
+        run = report.Run.from_parameters(
+            auth_logs=str(small_sample["auth"]),
+            query_logs=str(small_sample["queries"]),
+            timeline=str(small_sample["timeline"]),
+            database=str(tmp_path / "db.duckdb"),
+            report_dir=str(tmp_path / folder),
+            say=lambda _m: None,
+        )
+        run.load()
+        run.analyse()
+        helped: list[str] = []
+        for name in draft.CHARTS:
+            run.chart(name)
+            helped = helped or sorted(run._pending)
+        run.write()
+        files = sorted((tmp_path / folder / "figures").iterdir())
+        return {p.name: p.read_bytes() for p in files}, helped
+
+    helped_files, helped = charts_of("helped")
+    monkeypatch.setattr(report, "OWN_CHARTS", tuple(draft.CHARTS))
+    own_files, none = charts_of("own")
+    assert helped and not none  # the helper drew some charts the first time, none the second
+    assert len(helped_files) >= 10 and helped_files == own_files
