@@ -19,8 +19,8 @@ number. A large file with no broken line pays for guarantees it does not need; D
 - *fingerprints*: each statement's key is stored, then replaced by its fingerprint once per
   key, as the line-level path does per chunk.
 
-Files smaller than :data:`MIN_BYTES`, compressed files, and files with a ``fingerprint``
-field of their own take the line-level path.
+Files smaller than :data:`MIN_BYTES` or larger than :data:`MAX_BYTES`, compressed files,
+and files with a ``fingerprint`` field of their own take the line-level path.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ from analysis.kinds import QUERIES, FileResult, Kind, ReadOptions, Records
 
 #: below this size the line-level path is about as fast, and the check costs more than it saves
 MIN_BYTES = 64 * 1024 * 1024
+#: above this size the line-level path reads the file: the one ordered insert and update of
+#: a whole file ran out of DuckDB's 3 GB memory limit on 12.3 GB (55M lines, 2026-12-02),
+#: where 1.25 GB (5.5M lines) peaked at 1.2 GB; the line-level path works in chunks
+MAX_BYTES = 2 * 1024 * 1024 * 1024
 
 #: the file as physical lines, split on newlines only (a lone carriage return stays inside
 #: its line, as in the line-level path); no quoting, no header
@@ -83,7 +87,8 @@ def try_load(
 ) -> bool:
     """Load ``path`` through ``read_json`` when it is clean; False (nothing stored) when the
     line-level path must read it."""
-    if lines.compression_of(path) is not None or path.stat().st_size < MIN_BYTES:
+    size = path.stat().st_size
+    if lines.compression_of(path) is not None or not MIN_BYTES <= size <= MAX_BYTES:
         return False
     if opts.progress:
         opts.progress(f"{path.name}: checking its lines for the fast path")

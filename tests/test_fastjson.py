@@ -110,3 +110,18 @@ def test_a_compressed_file_takes_the_line_level_path(tmp_path, monkeypatch):
     assert result.files[0].rows_loaded == 100 and not tried
     assert con.execute("select max(line) from db_queries").fetchall() == [(100,)]
     con.close()
+
+
+def test_a_file_larger_than_the_fast_paths_limit_takes_the_line_level_path(tmp_path, monkeypatch):
+    # a whole 12.3 GB file in one ordered insert ran out of the 3 GB memory limit
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(_queries(100)) + "\n", encoding="utf-8")
+    monkeypatch.setattr(fastjson, "MIN_BYTES", 0)
+    monkeypatch.setattr(fastjson, "MAX_BYTES", path.stat().st_size - 1)
+    tried = []
+    monkeypatch.setattr(fastjson, "_check", lambda p: tried.append(p))
+    con = db.connect(":memory:")
+    result = load.load(con, queries=path)
+    assert result.files[0].rows_loaded == 100 and not tried
+    assert con.execute("select max(line) from db_queries").fetchall() == [(100,)]
+    con.close()
