@@ -226,10 +226,20 @@ def attach(
         # instead of 2.3 s on loaded tables, for 6M rows)
         # a given fingerprint counts in usable only (the fingerprint column holds it too)
         dropped = " exclude (fp_given)" if kind is QUERIES else ""
-        con.execute(
-            f"create or replace temp table _ipt_{kind.name} as "  # noqa: S608 - fixed names
-            f"select *{dropped}, {usable} as usable from _ip_{kind.name}"
-        )
+        limit = db.one(con, "select current_setting('memory_limit')")[0]
+        try:
+            con.execute(
+                f"create or replace temp table _ipt_{kind.name} as "  # noqa: S608 - fixed names
+                f"select *{dropped}, {usable} as usable from _ip_{kind.name}"
+            )
+        except duckdb.OutOfMemoryException as exc:
+            # the table of a range is held whole: 55M queries did not fit 3 GB (issue 16)
+            raise LoadError(
+                f"{paths[0]}{' and the other files' if len(paths) > 1 else ''}: the range's "
+                f"{kind.name} rows do not fit DuckDB's memory limit ({limit}) in place: give "
+                "a larger --memory-limit (a day of 60M rows took 10GB), a shorter range "
+                "(--range-start/--range-end), or load the files instead of --in-place"
+            ) from exc
         if kind is QUERIES:
             _fingerprint_keys(con, "_ipt_queries")
         hidden = "file_index, fp_is_key, usable" if kind is QUERIES else "file_index, usable"

@@ -221,3 +221,31 @@ def test_the_command_refuses_in_place_for_json_lines_before_a_kernel_starts(tmp_
         "load other formats without --in-place"
     ]
     assert not out.exists()
+
+
+def test_a_range_too_large_for_the_memory_limit_says_what_to_do(parquet_sample, tmp_path):
+    # the session table of 55M queries ran out of the 3 GB limit; the error names the way out
+    from analysis import db, inplace, times
+
+    class Tight:
+        """A connection whose memory ends at the session table of the queries."""
+
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if sql.startswith("create or replace temp table _ipt_queries"):
+                raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate")
+            return self.con.execute(sql, *args)
+
+    con = db.connect(tmp_path / "tight.duckdb")
+    files = {"auth": [parquet_sample["auth"]], "queries": [parquet_sample["queries"]]}
+    day = (
+        times.parse_instant("2024-01-19T00:00:00Z"),
+        times.parse_instant("2024-01-20T00:00:00Z"),
+    )
+    with pytest.raises(
+        LoadError, match=r"do not fit DuckDB's memory limit \(.+\).*--memory-limit"
+    ):
+        inplace.attach(Tight(con), files, day)
+    con.close()
