@@ -350,8 +350,7 @@ class Run:
         self._helper_started = True
         from analysis import charts
 
-        names = [n for n in draft.charts_for(self.summary) if n in charts.CHARTS]
-        given = [n for n in names if n not in OWN_CHARTS]
+        given = [n for n in draft.charts_for(self.summary) if n not in OWN_CHARTS]
         if not given:
             return
         self._helper = ProcessPoolExecutor(
@@ -419,10 +418,11 @@ class Run:
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
         summary.write(self.summary, out / "summary.json")
+        # the helper's charts are in figures before the draft names them
+        self._stop_helper()
         (out / "postmortem.md").write_text(
             draft.render(self.summary, figures=sorted(self.figures)), encoding="utf-8"
         )
-        self._stop_helper()
         self._write_bypass_users(out / SENSITIVE_FILE)
         if self.alert_set is not None:
             self.alert_set.write(out / "alerts")

@@ -97,12 +97,9 @@ def test_a_file_with_a_line_the_fast_path_cannot_number_or_load_is_read_line_by_
         assert fast_rejects[0][0] == 1001 and reason in fast_rejects[0][2]
 
 
-def test_a_compressed_file_takes_the_line_level_path(tmp_path, monkeypatch):
-    import gzip
-
-    path = tmp_path / "q.jsonl.gz"
-    path.write_bytes(gzip.compress(("\n".join(_queries(100)) + "\n").encode()))
-    monkeypatch.setattr(fastjson, "MIN_BYTES", 0)
+def _assert_read_line_by_line(path, monkeypatch) -> None:
+    """``path`` (100 query lines) loads whole, line by line: the fast path's check is never
+    reached."""
     tried = []
     monkeypatch.setattr(fastjson, "_check", lambda p: tried.append(p))
     con = db.connect(":memory:")
@@ -110,6 +107,15 @@ def test_a_compressed_file_takes_the_line_level_path(tmp_path, monkeypatch):
     assert result.files[0].rows_loaded == 100 and not tried
     assert con.execute("select max(line) from db_queries").fetchall() == [(100,)]
     con.close()
+
+
+def test_a_compressed_file_takes_the_line_level_path(tmp_path, monkeypatch):
+    import gzip
+
+    path = tmp_path / "q.jsonl.gz"
+    path.write_bytes(gzip.compress(("\n".join(_queries(100)) + "\n").encode()))
+    monkeypatch.setattr(fastjson, "MIN_BYTES", 0)
+    _assert_read_line_by_line(path, monkeypatch)
 
 
 def test_a_file_larger_than_the_fast_paths_limit_takes_the_line_level_path(tmp_path, monkeypatch):
@@ -118,10 +124,4 @@ def test_a_file_larger_than_the_fast_paths_limit_takes_the_line_level_path(tmp_p
     path.write_text("\n".join(_queries(100)) + "\n", encoding="utf-8")
     monkeypatch.setattr(fastjson, "MIN_BYTES", 0)
     monkeypatch.setattr(fastjson, "MAX_BYTES", path.stat().st_size - 1)
-    tried = []
-    monkeypatch.setattr(fastjson, "_check", lambda p: tried.append(p))
-    con = db.connect(":memory:")
-    result = load.load(con, queries=path)
-    assert result.files[0].rows_loaded == 100 and not tried
-    assert con.execute("select max(line) from db_queries").fetchall() == [(100,)]
-    con.close()
+    _assert_read_line_by_line(path, monkeypatch)
