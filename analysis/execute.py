@@ -79,6 +79,14 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     try:
         # each notebook's HTML is written while the next notebook runs (its kernel is a
         # process of its own): nbconvert's first conversion takes about 2 s
+        # papermill and nbconvert are imported here, on this thread, before the converter
+        # starts: both import jupyter_client, whose modules import each other, and two
+        # threads importing it at once can meet a partially initialised module (CI saw
+        # "cannot import name 'AsyncKernelManager' from partially initialized module").
+        # After papermill, nbconvert's own import is 0.2 s; the templates stay in the thread
+        import nbconvert  # noqa: F401
+        import papermill  # noqa: F401
+
         with ThreadPoolExecutor(max_workers=1) as converter:
             # nbconvert's first conversion loads its templates (0.9 s, then 0.2 s each):
             # done while the kernel, a process of its own, runs the notebook

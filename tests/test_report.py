@@ -124,6 +124,9 @@ def test_the_draft_takes_its_numbers_from_the_summary(report):
 
 def test_no_user_id_email_or_ip_in_clear_in_the_report(report, small_sample):
     users = {json.loads(line)["user_id"] for line in small_sample["auth"].open()}
+    # ids are word characters only, so "u123 between word boundaries" is "u123 is one of the
+    # text's words": one pass over each file instead of one search per user (95 s)
+    assert all(re.fullmatch(r"\w+", u) for u in users)
     emails = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
     ips = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
     scanned = 0
@@ -131,7 +134,7 @@ def test_no_user_id_email_or_ip_in_clear_in_the_report(report, small_sample):
         if path.is_file() and path.suffix in (".json", ".md", ".csv", ".html", ".ipynb", ".svg"):
             text = path.read_text(errors="replace")
             scanned += 1
-            leaked = [u for u in users if re.search(rf"\b{re.escape(u)}\b", text)]
+            leaked = sorted(users.intersection(re.findall(r"\w+", text)))
             assert not leaked, f"{path.name} holds user ids in clear: {leaked[:3]}"
             found = [e for e in emails.findall(text) if not e.endswith((".png", ".svg"))]
             assert not found, f"{path.name} holds e-mail addresses: {found[:3]}"
