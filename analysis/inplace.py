@@ -159,22 +159,24 @@ def _typed(kind: Kind, types: dict[str, str], extras: list[str]) -> tuple[list[s
     return cols, " and ".join(usable)
 
 
-def _fingerprint_keys(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Replace each statement key in ``table`` by its fingerprint.
+def _fingerprint_keys(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The fingerprints of the statement keys in ``table``; the select list of its rows.
 
     The table holds :data:`analysis.fingerprint.KEY_MACRO`'s key of each statement that came
     without a fingerprint (``fp_is_key``): the fingerprint's chain of regular expressions then
-    runs once per key (15 for the sample's 2.5M statements), not once per row.
+    runs once per key (15 for the sample's 2.5M statements), not once per row, into a table of
+    keys that the view joins. The session table is not updated: an ``update`` of every row is
+    held in memory whole and ran out of DuckDB's limit (6M rows in 300MB, as 60M rows in
+    3GB), and writing the table again doubled it while both existed.
     """
     con.execute(
-        f"create or replace temp table _ip_fp as select k, fingerprint(k) as fp from "  # noqa: S608 - fixed names
+        f"create or replace temp table {table}_fp as select k, fingerprint(k) as fp from "  # noqa: S608 - fixed names
         f"(select distinct fingerprint as k from {table} where fp_is_key)"
     )
-    con.execute(
-        f"update {table} set fingerprint = _ip_fp.fp from _ip_fp "  # noqa: S608 - fixed names
-        f"where {table}.fp_is_key and {table}.fingerprint = _ip_fp.k"
+    return (
+        "t.* replace (case when t.fp_is_key then f.fp else t.fingerprint end as fingerprint) "
+        f"from {table} t left join {table}_fp f on t.fp_is_key and t.fingerprint = f.k"
     )
-    con.execute("drop table _ip_fp")
 
 
 def attach(
@@ -232,20 +234,22 @@ def attach(
                 f"create or replace temp table _ipt_{kind.name} as "  # noqa: S608 - fixed names
                 f"select *{dropped}, {usable} as usable from _ip_{kind.name}"
             )
+            rows = f"t.* from _ipt_{kind.name} t"
+            if kind is QUERIES:
+                rows = _fingerprint_keys(con, "_ipt_queries")
         except duckdb.OutOfMemoryException as exc:
-            # the table of a range is held whole: 55M queries did not fit 3 GB (issue 16)
+            # the table spills to disk past the limit, but DuckDB's readers and writers need
+            # some memory of their own (6M rows need about 100MB; 60M rows fit in 3GB)
             raise LoadError(
                 f"{paths[0]}{' and the other files' if len(paths) > 1 else ''}: the range's "
                 f"{kind.name} rows do not fit DuckDB's memory limit ({limit}) in place: give "
-                "a larger --memory-limit (a day of 60M rows took 10GB), a shorter range "
-                "(--range-start/--range-end), or load the files instead of --in-place"
+                "a larger --memory-limit, a shorter range (--range-start/--range-end), or "
+                "load the files instead of --in-place"
             ) from exc
-        if kind is QUERIES:
-            _fingerprint_keys(con, "_ipt_queries")
         hidden = "file_index, fp_is_key, usable" if kind is QUERIES else "file_index, usable"
         con.execute(
             f"create or replace temp view {view} as select 0 as source_id, "  # noqa: S608
-            f"null::bigint as line, * exclude ({hidden}) from _ipt_{kind.name} where usable"
+            f"null::bigint as line, * exclude ({hidden}) from (select {rows}) where usable"
         )
         # a file's index, not its name, in each row (a name per row was 15% of the table):
         # the name is its place in the list of files
