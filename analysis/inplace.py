@@ -19,7 +19,10 @@ never SQL text.
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -170,13 +173,51 @@ def _fingerprint_keys(con: duckdb.DuckDBPyConnection, table: str) -> str:
     3GB), and writing the table again doubled it while both existed.
     """
     con.execute(
-        f"create or replace temp table {table}_fp as select k, fingerprint(k) as fp from "  # noqa: S608 - fixed names
+        f"create or replace temp table _ip_fp as select k, fingerprint(k) as fp from "  # noqa: S608 - fixed names
         f"(select distinct fingerprint as k from {table} where fp_is_key)"
     )
     return (
         "t.* replace (case when t.fp_is_key then f.fp else t.fingerprint end as fingerprint) "
-        f"from {table} t left join {table}_fp f on t.fp_is_key and t.fingerprint = f.k"
+        f"from {table} t left join _ip_fp f on t.fp_is_key and t.fingerprint = f.k"
     )
+
+
+#: the database of the session's tables: a file of its own in a temporary folder
+SESSION = "pm_in_place"
+
+
+#: DuckDB's units of a memory setting, as ``current_setting('memory_limit')`` gives them
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+
+
+def _limit_bytes(con: duckdb.DuckDBPyConnection) -> float:
+    number, unit = db.one(con, "select current_setting('memory_limit')")[0].split()
+    return float(number) * _UNITS[unit]
+
+
+def _spills(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> bool:
+    """Whether the files' rows, as their footers size them uncompressed, exceed half the
+    memory limit: temporary tables of them would spill to disk."""
+    if not paths:
+        return False
+    size = db.one(
+        con,
+        "select coalesce(sum(total_uncompressed_size), 0) from parquet_metadata(?)",
+        [[str(p) for p in paths]],
+    )[0]
+    return size > _limit_bytes(con) / 2
+
+
+def _attach_session(con: duckdb.DuckDBPyConnection) -> None:
+    """Attach a new, empty database file for the range's rows, removed when Python exits."""
+    attached = con.execute(
+        "select count(*) from duckdb_databases() where database_name = ?", [SESSION]
+    ).fetchall()[0][0]
+    if attached:
+        con.execute(f"detach {SESSION}")
+    folder = tempfile.mkdtemp(prefix="postmortem-in-place-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    con.execute(f"attach ? as {SESSION}", [str(Path(folder) / "rows.duckdb")])
 
 
 def attach(
@@ -190,6 +231,13 @@ def attach(
     others (rejected, not kept). Files with no row in the range are left out: nothing of them
     is read but their footer.
     """
+    # both kinds in one file when they are large together (the auth events in memory beside
+    # the queries in a file made a day of 60M rows peak at 3.3 GB instead of 3.1 GB)
+    for kind in (AUTH, QUERIES):
+        check_parquet(kind, files.get(kind.name, []))
+    session = _spills(con, [p for kind in (AUTH, QUERIES) for p in files.get(kind.name, [])])
+    if session:
+        _attach_session(con)
     con.execute("set variable pm_range_start = ?", [time_range[0]])
     con.execute("set variable pm_range_end = ?", [time_range[1]])
     results: list[FileResult] = []
@@ -229,14 +277,22 @@ def attach(
         # a given fingerprint counts in usable only (the fingerprint column holds it too)
         dropped = " exclude (fp_given)" if kind is QUERIES else ""
         limit = db.one(con, "select current_setting('memory_limit')")[0]
+        # a temporary table while the rows fit in memory; past that, a table of a database
+        # file of the session's: compressed and written as it is made, where a temporary
+        # table spills uncompressed and is read back by every figure (a day of 60M rows in
+        # place: 136 s instead of 174 s, figures 30 s instead of 75 s; 6M rows fit, and take
+        # 14 s in memory against 22 s through a file)
+        table, create = f"_ipt_{kind.name}", "create or replace temp table"
+        if session:
+            table, create = f"{SESSION}._ipt_{kind.name}", "create or replace table"
         try:
             con.execute(
-                f"create or replace temp table _ipt_{kind.name} as "  # noqa: S608 - fixed names
+                f"{create} {table} as "  # noqa: S608 - fixed names
                 f"select *{dropped}, {usable} as usable from _ip_{kind.name}"
             )
-            rows = f"t.* from _ipt_{kind.name} t"
+            rows = f"t.* from {table} t"
             if kind is QUERIES:
-                rows = _fingerprint_keys(con, "_ipt_queries")
+                rows = _fingerprint_keys(con, table)
         except duckdb.OutOfMemoryException as exc:
             # the table spills to disk past the limit, but DuckDB's readers and writers need
             # some memory of their own (6M rows need about 100MB; 60M rows fit in 3GB)
@@ -255,7 +311,7 @@ def attach(
         # the name is its place in the list of files
         per_file = con.execute(
             "select file_index, count(*), count(*) filter (where usable) "  # noqa: S608
-            f"from _ipt_{kind.name} group by file_index"
+            f"from {table} group by file_index"
         ).fetchall()
         named = sorted((str(paths[index]), read, ok) for index, read, ok in per_file)
         for path, read, usable_rows in named:

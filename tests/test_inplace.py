@@ -61,6 +61,10 @@ def test_in_place_gives_the_loaded_figures(parquet_sample, tmp_path):
     assert loaded["dimensions"][0]["value"] == "eu-west"
     # nothing was copied: the database holds the timeline only
     con = run.con
+    # rows this few are held in memory: no database file of the session's
+    assert con.execute(
+        "select count(*) from duckdb_databases() where database_name = 'pm_in_place'"
+    ).fetchall() == [(0,)]
     assert con.execute("select count(*) from auth_events").fetchone() == (0,)
     assert con.execute("select count(*) from db_queries").fetchone() == (0,)
     assert [f.format for f in run.loaded.files if f.kind != "timeline"] == [
@@ -93,6 +97,10 @@ def test_in_place_beyond_the_memory_limit_spills_and_gives_the_loaded_figures(
     )
     run.load()
     assert db.one(run.con, "select current_setting('memory_limit')")[0] == "19.0 MiB"
+    # past half the limit the rows went to a database file of the session's, not to memory
+    assert run.con.execute(
+        "select table_name from duckdb_tables() where database_name = 'pm_in_place' order by all"
+    ).fetchall() == [("_ipt_auth",), ("_ipt_queries",)]
     # the figures' own queries need more than 20MB; the table was made within it
     run.con.execute("set memory_limit = '1GB'")
     run.analyse()
