@@ -130,6 +130,15 @@ THREADS_ENV = "POSTMORTEM_THREADS"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
+def no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
+    """Turn DuckDB's own progress bar off: progress is ours to report (stderr, once a
+    second); DuckDB's bar would land in notebooks and in the middle of the command's output."""
+    try:
+        con.execute("set enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass  # inside a Jupyter kernel DuckDB refuses the setting (and shows no bar there)
+
+
 def connect(
     database: str | Path,
     *,
@@ -154,12 +163,7 @@ def connect(
         config["threads"] = int(threads)
     con = duckdb.connect(str(database), read_only=read_only, config=config)
     con.execute("set TimeZone = 'UTC'")
-    # progress is ours to report (stderr, once a second); DuckDB's own bar would land in
-    # notebooks and in the middle of the command's output
-    try:
-        con.execute("set enable_progress_bar = false")
-    except duckdb.InvalidInputException:
-        pass  # inside a Jupyter kernel DuckDB refuses the setting (and shows no bar there)
+    no_progress_bar(con)
     fingerprint.install(con)
     con.execute(CSV_UNQUOTE_MACRO)
     con.execute(ZONE_MACRO)

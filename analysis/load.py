@@ -252,6 +252,8 @@ def load(
     try:
         for kind, path, reader, why in plan:
             result.files.append(_load_file(con, kind, path, reader, opts, why=why))
+        if progress:
+            progress("writing the rows to the database file (commit)")
         con.execute("commit")
     except BaseException as exc:
         con.execute("rollback")
