@@ -352,3 +352,26 @@ def test_charts_drawn_by_the_helper_process_are_the_bytes_drawn_here(
     own_files, none = charts_of("own")
     assert helped and not none  # the helper drew some charts the first time, none the second
     assert len(helped_files) >= 10 and helped_files == own_files
+
+
+def test_the_report_process_imports_papermill_without_building_the_iri_grammar():
+    # jsonschema (under nbformat) builds rfc3987_syntax's Lark grammar on import: 1.1 s
+    # of the report's fixed cost, for a format check notebooks never make
+    code = (
+        "import sys, time\n"
+        "from analysis import execute\n"
+        "execute._skip_iri_grammar()\n"
+        "import nbconvert, nbformat, papermill\n"
+        "nb = nbformat.read('notebooks/incident_report.ipynb', as_version=4)\n"
+        "nbformat.validate(nb)\n"
+        "bad = nbformat.from_dict({**nb, 'cells': [{'cell_type': 'code'}]})\n"
+        "try:\n"
+        "    nbformat.validate(bad)\n"
+        "except nbformat.ValidationError:\n"
+        "    print('invalid refused')\n"
+        "print('grammar built:', sys.modules.get('rfc3987_syntax') is not None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert "invalid refused" in out and "grammar built: False" in out, out
