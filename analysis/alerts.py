@@ -414,9 +414,7 @@ def render_rules(
         "# alert would have fired. Check: promtool check rules rules.yaml;\n"
         "# replay the incident: promtool test rules rules_test.yaml\n"
     )
-    return header + yaml.safe_dump(
-        doc, sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False
-    )
+    return header + promtool.yaml_text(doc)
 
 
 #: the signals alerts/check.sql computes from the loaded tables

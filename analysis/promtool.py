@@ -92,8 +92,21 @@ def unit_test(buckets: Buckets, rules: list[Rule], *, rule_file: str) -> str:
         "# promtool test rules rules_test.yaml: replays the incident's buckets (time 0 is\n"
         f"# {iso(buckets.start)}) and expects each alert exactly when backtest.json says.\n"
     )
-    return header + yaml.safe_dump(
-        doc, sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False
+    return header + yaml_text(doc)
+
+
+def yaml_text(doc: Any) -> str:
+    """``doc`` as block YAML in its own key order, by libyaml when PyYAML has it: the test
+    file of a report's incident has 40k nodes, 1.2 s in PyYAML's Python emitter and 0.1 s
+    in libyaml's, with the same text (tested)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(
+        doc,
+        Dumper=dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=10_000,
+        default_flow_style=False,
     )
 
 

@@ -390,3 +390,32 @@ def test_a_report_leaves_the_exploration_out_unless_asked(sample_report):
     manifest = json.loads((sample_report / "manifest.json").read_text())
     assert manifest["parameters"]["exploration"] is False
     assert not [o for o in manifest["outputs"] if o["path"].startswith("explore")]
+
+
+def test_the_yaml_of_rules_and_tests_is_the_text_of_pyyamls_own_emitter():
+    # the files are written by libyaml (12x faster on a report's 40k-node test file): the
+    # text must stay what PyYAML's Python emitter writes, quoting and all
+    doc = {
+        "rule_files": ["rules.yaml"],
+        "groups": [
+            {
+                "name": "postmortem-2024-01-19-auth",
+                "expr": 'sum by (fp) (rate(x{fp="select * from t where a = ?"}[5m])) > 0.5',
+                "labels": {"severity": "page", "on": "yes", "n": "1.0", "empty": ""},
+                "annotations": {
+                    "summary": "ünïcode — quotes ' and \" and: colons # hash",
+                    "multi": "line one\nline two\n",
+                    "lead": "  leading spaces",
+                },
+                "values": "0+1x59 60+0x10",
+                "numbers": [0, 1.5, -2, 1e-9, None, True],
+                "empty_list": [],
+                "empty_map": {},
+            }
+        ],
+    }
+    expected = yaml.safe_dump(
+        doc, sort_keys=False, allow_unicode=True, width=10_000, default_flow_style=False
+    )
+    assert promtool.yaml_text(doc) == expected
+    assert yaml.safe_load(promtool.yaml_text(doc)) == doc
