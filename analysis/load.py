@@ -71,6 +71,10 @@ def expand_inputs(spec: str | Path | Sequence[str | Path] | None) -> list[Path]:
     out: list[Path] = []
     for item in items:
         text = str(item)
+        if not text.strip():
+            # "" means none (the CLI's `--timeline ""` arrives as [""]); as a path it is
+            # the working directory, and every file under it was read as an input
+            continue
         if any(ch in text for ch in "*?["):
             matches = sorted(glob.glob(text, recursive=True))
             if not matches:

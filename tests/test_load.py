@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from datetime import datetime
 
 import duckdb
@@ -450,3 +452,37 @@ def test_times_are_read_the_same_by_the_iso_shortcut_and_the_whole_expression(co
 
     sql = f"select {validate.ts_expr('$ts', utc=True)}"  # noqa: S608 - fixed SQL
     assert con.execute(sql, {"ts": ts}).fetchall() == [(expected,)]
+
+
+def test_postmortem_load_does_not_import_pandas(tmp_path):
+    # pandas was half of the command's start-up (0.28 of 0.53 s of imports), a cost every
+    # load paid for figures it never computes
+    log = tmp_path / "q.jsonl"
+    log.write_text(
+        '{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "SELECT 1"}\n',
+        encoding="utf-8",
+    )
+    code = (
+        "import sys\n"
+        "from analysis import cli\n"
+        f"sys.argv = ['postmortem', '-q', 'load', '--database', {str(tmp_path / 'd.duckdb')!r},"
+        f" '--queries', {str(log)!r}, '--timeline', '']\n"
+        "assert cli.main() == 0\n"
+        "print('pandas imported:', 'pandas' in sys.modules)\n"
+    )
+    (tmp_path / "notes.txt").write_text("not a timeline\n", encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout
+    assert "1 read, 1 loaded, 0 rejected" in out and "pandas imported: False" in out, out
+    # `--timeline ""` is no timeline, not the working directory's files
+    assert "timeline" not in out and "notes.txt" not in out, out
+
+
+def test_an_empty_input_is_none_not_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x\n", encoding="utf-8")
+    assert load.expand_inputs([""]) == [] and load.expand_inputs(["", " "]) == []
+    assert load.expand_inputs(["", "notes.txt"]) == [
+        tmp_path.joinpath("notes.txt").relative_to(tmp_path)
+    ]
