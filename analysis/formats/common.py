@@ -124,16 +124,30 @@ def group_chunk(
     with ``process`` (a column), each process's last record of the chunk's last
     ``OPEN_WINDOW`` lines.
     """
-    over = f"partition by {partition} order by line" if partition else "order by line"
+    if partition:
+        rec = f"""
+            select *, max(case when is_start then line end) over (
+                       partition by {partition} order by line
+                       rows between unbounded preceding and current row) as rec
+            from marked"""  # noqa: S608 - a column name of this package
+    else:
+        # a start is its own record; only the other lines (a statement's next lines, few)
+        # look for the start before them, by an as-of join: the window over every line
+        # (sorting them all, text and all) took 0.5-0.65 s of 540k lines, this 0.1-0.2 s
+        rec = """
+            select m.*, case when m.is_start then m.line else o.rec end as rec
+            from marked m left join (
+                select c.line, s.line as rec
+                from (select line from marked where is_start is not true) c
+                asof left join (select line from marked where is_start) s on c.line >= s.line
+            ) o on o.line = m.line"""
     con.execute(
         f"""
         create or replace temp table _fmt_lines as
-        with marked as (
+        with marked as materialized (
             {marked_sql}
         )
-        select *, max(case when is_start then line end)
-                      over ({over} rows between unbounded preceding and current row) as rec
-        from marked
+        {rec}
         """,  # noqa: S608 - fixed SQL of this package
         params,
     )
