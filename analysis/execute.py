@@ -84,7 +84,6 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         # threads importing it at once can meet a partially initialised module (CI saw
         # "cannot import name 'AsyncKernelManager' from partially initialized module").
         # After papermill, nbconvert's own import is 0.2 s; the templates stay in the thread
-        _skip_iri_grammar()
         import nbconvert  # noqa: F401
         import papermill  # noqa: F401
 
@@ -128,19 +127,6 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     print(draft.headline(s))
     print(f"report written to {final} in {time.monotonic() - started:.1f} s")
     return 0
-
-
-def _skip_iri_grammar() -> None:
-    """Keep jsonschema from building rfc3987_syntax's IRI grammar on import.
-
-    nbformat (papermill, nbconvert) imports jsonschema, which registers an "iri" format
-    checker when ``rfc3987_syntax`` (installed for jupyter-events) imports; that import
-    builds a Lark grammar, 1.1 s of a report's 6 s of fixed cost. Notebook validation never
-    checks formats, and this process (``postmortem report``) validates nothing else, so
-    the module is marked absent here: jsonschema's own ``ImportError`` path, which leaves
-    the "iri" checker out. A process that imported it already keeps it.
-    """
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 def step_timings(notebook: Path) -> str:
