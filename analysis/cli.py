@@ -17,7 +17,7 @@ from pathlib import Path
 # has an "iri" field; without it, jsonschema leaves that one format unchecked.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from analysis import config, params, registry  # noqa: E402
+from analysis import config, db, params, registry  # noqa: E402
 
 EPILOG = """\
 examples:
@@ -106,7 +106,8 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
         "--memory-limit",
         default=None,
         metavar="SIZE",
-        help="DuckDB memory limit, e.g. 3GB; larger work spills to disk",
+        help=f"DuckDB memory limit, e.g. 8GB; larger work spills to disk "
+        f"[default: {db.DEFAULT_MEMORY_LIMIT}]",
     )
     g.add_argument("--threads", type=int, default=None, help="DuckDB threads [default: cores]")
 
