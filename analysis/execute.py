@@ -75,6 +75,8 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         inplace.check_parquet(QUERIES, files["query_logs"])
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    km = None
+    previous = os.environ.get(STAGING_ENV)
     staging.chmod(0o755)
     try:
         # each notebook's HTML is written while the next notebook runs (its kernel is a
@@ -83,7 +85,11 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         # starts: both import jupyter_client, whose modules import each other, and two
         # threads importing it at once can meet a partially initialised module (CI saw
         # "cannot import name 'AsyncKernelManager' from partially initialized module").
-        # After papermill, nbconvert's own import is 0.2 s; the templates stay in the thread
+        # After papermill, nbconvert's own import is 0.2 s; the templates stay in the thread.
+        # The first notebook's kernel boots (0.6-0.7 s) while they import (about 1 s); it
+        # inherits the staging folder from the environment, as papermill's would
+        os.environ[STAGING_ENV] = str(staging)
+        km = start_kernel()
         import nbconvert  # noqa: F401
         import papermill  # noqa: F401
 
@@ -100,7 +106,9 @@ def main(args: Any, say: Callable[[str], None]) -> int:
                 )
             for name in notebooks:
                 began = time.monotonic()
-                execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name)
+                # execute stops the kernel; a later notebook gets one of its own from papermill
+                kernel, km = km, None
+                execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name, km=kernel)
                 pages.append(converter.submit(to_html, staging / name))
                 if not getattr(args, "quiet", False):
                     print(
@@ -112,6 +120,12 @@ def main(args: Any, say: Callable[[str], None]) -> int:
                 page.result()
         swap_into_place(staging, final)
     finally:
+        if km is not None:  # started, and its notebook never ran
+            stop_kernel(km)
+        if previous is None:
+            os.environ.pop(STAGING_ENV, None)
+        else:
+            os.environ[STAGING_ENV] = previous
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     s = json.loads((final / "summary.json").read_text(encoding="utf-8"))
@@ -164,10 +178,56 @@ def swap_into_place(staging: Path, final: Path) -> None:
         raise ReportError(f"{final}: could not be replaced (is a file open in it?)")
 
 
+#: the kernel's own start-up warnings (TCP on loopback) are not the user's business
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+def start_kernel() -> Any:
+    """Start the project's kernel (``python3``) in the working directory; it boots while
+    the caller goes on, and :func:`execute` runs a notebook in it. The manager keeps the
+    clients made of it (papermill's among them), for :func:`stop_kernel` to close."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    class Manager(AsyncKernelManager):
+        def client(self, **kwargs: Any) -> Any:
+            made = super().client(**kwargs)
+            self.made_clients.append(made)
+            return made
+
+    km = Manager(kernel_name="python3")
+    km.made_clients = []
+    run_sync(km.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=os.getcwd())
+    return km
+
+
+def stop_kernel(km: Any) -> None:
+    """Close the clients of a kernel of :func:`start_kernel` and shut it down as papermill
+    does: gracefully, so that the kernel's exit handlers run (an in-place report removes
+    its session file there)."""
+    from jupyter_core.utils import run_sync
+
+    for made in km.made_clients:
+        made.stop_channels()
+    try:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=False)
+    except RuntimeError:  # "No kernel is running!": it is gone already
+        pass
+    finally:
+        run_sync(km.cleanup_resources)()
+
+
 def execute(
-    p: dict[str, Any], staging: Path, *, quiet: bool = False, notebook: str = NOTEBOOK
+    p: dict[str, Any],
+    staging: Path,
+    *,
+    quiet: bool = False,
+    notebook: str = NOTEBOOK,
+    km: Any = None,
 ) -> None:
-    """Run one notebook through papermill into ``staging``.
+    """Run one notebook through papermill into ``staging``, in the kernel of ``km`` (from
+    :func:`start_kernel`; shut down here) or in one papermill starts.
 
     A failing cell becomes one :class:`ReportError` naming the notebook and the cell.
     """
@@ -190,8 +250,8 @@ def execute(
             log_output=False,
             cwd=os.getcwd(),
             kernel_name="python3",
-            # the kernel's own start-up warnings (TCP on loopback) are not the user's business
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            extra_arguments=KERNEL_ARGUMENTS,
+            **({} if km is None else {"km": km}),
         )
     except pm.PapermillExecutionError as exc:
         cell = _cell_label(staging / notebook, exc.cell_index)
@@ -200,6 +260,8 @@ def execute(
             f"{exc.ename}: {' '.join(str(exc.evalue).split())}"
         ) from None
     finally:
+        if km is not None:
+            stop_kernel(km)
         if previous is None:
             os.environ.pop(STAGING_ENV, None)
         else:

@@ -374,3 +374,27 @@ def test_the_command_imports_papermill_without_building_the_iri_grammar():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     assert "invalid refused" in out and "grammar built: False" in out, out
+
+
+def test_the_kernel_started_early_stops_gracefully_and_closes_its_clients(tmp_path):
+    # the report starts its kernel while papermill imports; stopping it must let the
+    # kernel's exit handlers run (an in-place report removes its session file there)
+    from jupyter_core.utils import run_sync
+
+    from analysis import execute
+
+    flag = tmp_path / "exited"
+    km = execute.start_kernel()
+    kc = km.client()  # asynchronous, as papermill's
+    kc.start_channels()
+    run_sync(kc.wait_for_ready)(timeout=60)
+    reply = run_sync(kc.execute_interactive)(
+        f"import atexit, pathlib; atexit.register(pathlib.Path({str(flag)!r}).write_text, 'x')",
+        timeout=60,
+    )
+    assert reply["content"]["status"] == "ok"
+    process = km.provisioner.process
+    execute.stop_kernel(km)
+    assert process.poll() is not None, "the kernel is still running"
+    assert flag.read_text() == "x", "the kernel's exit handlers did not run"
+    assert not kc.channels_running
