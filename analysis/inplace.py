@@ -211,9 +211,10 @@ def _spills(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> bool:
 
 def _attach_session(con: duckdb.DuckDBPyConnection) -> None:
     """Attach a new, empty database file for the range's rows, removed when Python exits."""
-    if db.one(con, "select count(*) from duckdb_databases() where database_name = ?", [SESSION])[
-        0
-    ]:
+    (attached,) = db.one(
+        con, "select count(*) from duckdb_databases() where database_name = ?", [SESSION]
+    )
+    if attached:
         con.execute(f"detach {SESSION}")
     folder = tempfile.mkdtemp(prefix="postmortem-in-place-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

@@ -264,11 +264,7 @@ def run_size(scale: float, *, pandas: bool, work: Path) -> dict:
             runs[key].append(measure(name, cmd, parse=step_timings))
     report_db.unlink(missing_ok=True)
     for key, measured in runs.items():
-        ok = [m for m in measured if m["ok"]] or measured
-        res[key] = {
-            **min(ok, key=lambda m: m["seconds"]),
-            "runs_s": [m["seconds"] for m in measured],
-        }
+        res[key] = fastest(measured)
     res["misdated_vs_report"] = _ratio(res["report_misdated"], res["report"])
     rep = res["report"]
     if rep["ok"] and "load_s" in rep:
@@ -450,14 +446,20 @@ def pgbadger_comparison(work: Path, *, copies: int = 860) -> dict:
                 ],
             )
         )
-    ok = [m for m in runs if m["ok"]] or runs
-    out["ours"] = {**min(ok, key=lambda m: m["seconds"]), "runs_s": [m["seconds"] for m in runs]}
+    out["ours"] = fastest(runs)
     out["pgbadger"] = measure(
         "pgbadger -x json",
         ["pgbadger", "-q", "-x", "json", "-o", str(work / "pgbadger.json"), str(log)],
     )
     out["speedup"] = _ratio(out["pgbadger"], out["ours"])
     return out
+
+
+def fastest(runs: list[dict]) -> dict:
+    """The fastest of repeated measurements that succeeded (of all, when none did), with
+    every run's seconds under ``runs_s``."""
+    ok = [m for m in runs if m["ok"]] or runs
+    return {**min(ok, key=lambda m: m["seconds"]), "runs_s": [m["seconds"] for m in runs]}
 
 
 def _ratio(a: dict, b: dict) -> float | None:
