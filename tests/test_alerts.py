@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import alerts, draft, params, promql, promtool, signals
+from analysis import alerts, db, draft, params, promql, promtool, signals
 from analysis.metrics import Params
 from tests.conftest import require_promtool
 
@@ -419,3 +419,39 @@ def test_the_yaml_of_rules_and_tests_is_the_text_of_pyyamls_own_emitter():
     )
     assert promtool.yaml_text(doc) == expected
     assert yaml.safe_load(promtool.yaml_text(doc)) == doc
+
+
+def test_the_latency_histogram_counts_each_bound_as_prometheus_would(con):
+    """``alerts_latency``: per bucket and bound, the queries that took at most that long,
+    against the definition counted in Python (durations on a bound, above every bound, none)."""
+    rng = np.random.default_rng(5)
+    bounds = [1.0, 2.5, 10.0, 100.0]
+    rows = [
+        (T0 + timedelta(seconds=int(s)), float(d))
+        for s, d in zip(
+            rng.integers(0, 300, 400),
+            rng.choice([0.2, 1.0, 2.5, 3.0, 10.0, 99.9, 100.0, 500.0], 400),
+            strict=True,
+        )
+    ]
+    rows += [(T0 + timedelta(minutes=7), None), (T0 + timedelta(minutes=7, seconds=1), None)]
+    rows += [(T0 + timedelta(minutes=2), None)]
+    con.execute("create temp table q (ts timestamp, duration_ms double)")
+    con.executemany("insert into q values (?, ?)", rows)
+    con.execute("create temp view v_queries as select * from q")
+    got = db.run(
+        con, "alerts_latency", {"bucket": "1 minutes", "bounds_ms": [*bounds, math.inf]}
+    ).fetchall()
+    minutes = sorted({ts.replace(second=0) for ts, _ in rows})
+    expected = [
+        (
+            m,
+            le,
+            sum(1 for ts, d in rows if ts.replace(second=0) == m and d is not None and d <= le),
+        )
+        for m in minutes
+        for le in bounds
+    ]
+    assert got == expected
+    assert (T0 + timedelta(minutes=7), 100.0, 0) in got  # a minute of queries without durations
+    assert sum(n for _, le, n in got if le == 100.0) < len(rows) - 3  # 500 ms counts nowhere

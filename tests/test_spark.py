@@ -20,6 +20,7 @@ import pytest
 import sqlglot
 
 from analysis import (
+    alerts,
     compare,
     db,
     fingerprint,
@@ -213,6 +214,9 @@ FIGURES = {
         db.sql("bypass_users"), {"redact": True, "key": "k"}
     ).df(),
     "first_failures": None,  # Run.first_failures, the affected-users chart's
+    # the series the alert rules' unit test replays
+    "alerts_fingerprints": lambda con, p: alerts.gather(con, p, alerts.metric_mapping({}))[0],
+    "alerts_latency": lambda con, p: alerts.gather(con, p, alerts.metric_mapping({}))[1],
 }
 
 
