@@ -46,6 +46,8 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
@@ -70,6 +72,8 @@ SESSION_CONF = {
 }
 #: and in local mode: a few shuffle partitions for two cores, and room for the cached rows
 #: (the driver is the executor); a cluster keeps its own defaults
+#: the column of a Spark result that holds each row's place in it
+_ROW = "_pm_spark_row"
 LOCAL_CONF = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
 _SPARK_TO_DUCKDB = {
     "string": "varchar",
@@ -224,7 +228,12 @@ class SparkConnection:
             return self._con.execute("select true as created where false")
         parts = spark_sql.split(tree, self.views)
         if parts.local is None:
-            return self._con.execute(f"select * from {self._fetch(tree, parameters)}")  # noqa: S608 - our name
+            # in Spark's order (the query's order by): DuckDB scans a result of several
+            # batches in parallel and, without insertion order, returns them in any order
+            name = self._fetch(tree, parameters, numbered=True)
+            return self._con.execute(
+                f"select * exclude ({_ROW}) from {name} order by {_ROW}"  # noqa: S608 - our names
+            )
         local = parts.local
         for cte, remote in parts.remote.items():
             name = self._fetch(remote, parameters)
@@ -262,8 +271,11 @@ class SparkConnection:
                 continue  # not DuckDB's either: Spark will say what is missing
             self.spark.createDataFrame(table).createOrReplaceTempView(name)
 
-    def _fetch(self, tree: exp.Expression, parameters: object) -> str:
-        """Run a query on Spark and register its result in DuckDB; the table's name."""
+    def _fetch(self, tree: exp.Expression, parameters: object, *, numbered: bool = False) -> str:
+        """Run a query on Spark and register its result in DuckDB; the table's name.
+
+        ``numbered``: with a column :data:`_ROW`, each row's place in Spark's result.
+        """
         from pyspark.sql import functions as F
 
         df = self._spark(tree, parameters)
@@ -278,6 +290,8 @@ class SparkConnection:
         )
         started = time.monotonic()
         table = df.toArrow()
+        if numbered:
+            table = table.append_column(_ROW, pa.array(np.arange(table.num_rows)))
         log.info(
             "spark: %d rows in %.1f s: %s",
             table.num_rows,

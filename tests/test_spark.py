@@ -221,6 +221,17 @@ FIGURES = {
 
 
 @pytest.mark.slow
+def test_a_result_from_spark_keeps_the_order_of_its_query(spark):
+    """DuckDB scans a result of several batches in parallel; without insertion order it
+    returned the rows of a figure's ``order by`` in another order (seen on alerts_latency)."""
+    con = spark_engine.SparkConnection(db.connect(":memory:"), spark)
+    con.add_view("v_numbers", spark.range(0, 400_000, numPartitions=8))
+    for _ in range(3):
+        got = [r[0] for r in con.execute("select id from v_numbers order by id desc").fetchall()]
+        assert got == list(range(399_999, -1, -1))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("figure", sorted(FIGURES))
 def test_every_figure_is_the_same_on_both_engines(both, figure):
     duck, on_spark = both
