@@ -133,7 +133,9 @@ def gather(
     fps = db.run(con, "alerts_fingerprints", {"bucket": bucket}).df()
     # the fingerprints of summary.json are masked; so are the counters' labels
     fps["fingerprint"] = fps["fingerprint"].map(privacy.mask)
-    bounds_ms = [round(le * 1000, 9) for le in mapping["latency_buckets"]]
+    # distinct in milliseconds (two bounds closer than a nanosecond are one), as the
+    # histogram query counts bounds below a duration and ranks them
+    bounds_ms = sorted({round(le * 1000, 9) for le in mapping["latency_buckets"]})
     latency = db.run(con, "alerts_latency", {"bucket": bucket, "bounds_ms": bounds_ms}).df()
     return fps, latency
 

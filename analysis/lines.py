@@ -112,12 +112,12 @@ def _newlines(buf: np.ndarray) -> np.ndarray:
 def _split(data: bytes | bytearray, first_line: int) -> tuple[pa.Table, int]:
     """Split ``data`` (ending with a newline) into numbered non-empty lines.
 
-    Returns the table and the number of physical lines it covered. The lines' bytes are one
-    copy of ``data`` without its newlines (and the carriage return before one), made by
-    ``bytes.replace``; an empty line is left out by dropping its offset, not by copying the
-    rest. (A mask of the bytes, the bytes it kept and an Arrow filter of them made four
-    copies of each chunk: 0.2 s of a 96 MB chunk, and up to 2 s where fresh memory is slow
-    to come by, as on this project's virtual machines.)
+    Returns the table and the number of physical lines it covered. The lines' bytes are a
+    copy of ``data`` without its newlines, made by ``bytes.replace`` (two copies when a
+    carriage return before a newline goes too); an empty line is left out by dropping its
+    offset, not by copying the rest. (A mask of the bytes, the bytes it kept and an Arrow
+    filter of them made four copies of each chunk: 0.2 s of a 96 MB chunk, and up to 2 s
+    where fresh memory is slow to come by, as on this project's virtual machines.)
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     nl = _newlines(buf)
@@ -180,20 +180,22 @@ def iter_chunks(
     first_line = 1
     carry = b""
     done = 0
-    chunks = 0
+    unsized = 0
     try:
         with open_bytes(path) as fh:
             while True:
                 # the line carried from the last chunk, then the file's next bytes, read in
                 # place (a read and a concatenation were two copies of each chunk)
                 # (a bytearray is zeroed as it is made: no larger than what is left to read;
-                # of a compressed file, whose size is not known, 1 MB first, then twice more
-                # each time up to chunk_bytes, so that a small file is not given 96 MB)
-                if total is None:
-                    want = min(chunk_bytes, (1 << 20) << min(chunks, 10))
+                # of a compressed file, whose size is not known, or past the size the file
+                # had (it grew, or says 0 as /proc does), 1 MB first, then twice more each
+                # time up to chunk_bytes, so that a small file is not given 96 MB)
+                left = None if total is None else total - done
+                if left is not None and left > 0:
+                    want = min(chunk_bytes, left + 1)
                 else:
-                    want = min(chunk_bytes, max(total - done, 0) + 1)
-                chunks += 1
+                    want = min(chunk_bytes, (1 << 20) << min(unsized, 10))
+                    unsized += 1
                 data = bytearray(len(carry) + want)
                 data[: len(carry)] = carry
                 with memoryview(data) as view:

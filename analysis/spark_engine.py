@@ -72,9 +72,9 @@ SESSION_CONF = {
 }
 #: and in local mode: a few shuffle partitions for two cores, and room for the cached rows
 #: (the driver is the executor); a cluster keeps its own defaults
+LOCAL_CONF = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
 #: the column of a Spark result that holds each row's place in it
 _ROW = "_pm_spark_row"
-LOCAL_CONF = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
 _SPARK_TO_DUCKDB = {
     "string": "varchar",
     "double": "double",

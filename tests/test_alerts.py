@@ -455,3 +455,17 @@ def test_the_latency_histogram_counts_each_bound_as_prometheus_would(con):
     assert got == expected
     assert (T0 + timedelta(minutes=7), 100.0, 0) in got  # a minute of queries without durations
     assert sum(n for _, le, n in got if le == 100.0) < len(rows) - 3  # 500 ms counts nowhere
+
+
+def test_bounds_closer_than_a_nanosecond_are_one_bound_of_the_histogram(con):
+    con.execute(
+        "create temp view v_queries as select * from (values "
+        "(timestamp '2024-01-19 08:00:10', 1.0), (timestamp '2024-01-19 08:00:20', 5.0)) "
+        "t(ts, duration_ms)"
+    )
+    con.execute(
+        "create temp view v_auth_queries as select ts, 'select ?' as fingerprint from v_queries"
+    )
+    mapping = alerts.metric_mapping({"latency_buckets": [0.001, 0.0010000000001, 0.01]})
+    _, latency = alerts.gather(con, Params(start=START, end=END), mapping)
+    assert latency[["le_ms", "observations"]].values.tolist() == [[1.0, 1], [10.0, 2]]

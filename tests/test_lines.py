@@ -7,6 +7,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import random
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,27 @@ def test_a_file_of_empty_lines_only_has_none(tmp_path):
     path = tmp_path / "blank.txt"
     path.write_bytes(b"\n\r\n\n")
     assert read(path, 2) == []
+
+
+def test_a_file_that_grows_while_read_is_read_in_large_chunks(tmp_path):
+    """Past the size the file had when the read began, reads grow from 1 MB: they were one
+    byte each (a line a chunk, and each read copied the carried line again)."""
+    path = tmp_path / "live.log"
+    path.write_bytes(b"".join(b"first %d\n" % i for i in range(1000)))
+    chunks = lines.iter_chunks(path, chunk_bytes=1 << 20)
+    first = next(chunks)
+    with path.open("ab") as fh:
+        fh.write(b"".join(b"appended line %d\n" % i for i in range(20_000)))
+    rest = list(chunks)
+    assert first.table.num_rows + sum(c.table.num_rows for c in rest) == 21_000
+    assert len(rest) <= 2
+    assert rest[-1].table.column("raw").to_pylist()[-1] == b"appended line 19999"
+
+
+def test_a_file_whose_size_reads_as_zero_is_read_whole(tmp_path):
+    path = Path("/proc/self/status")
+    if not path.exists():
+        pytest.skip("needs Linux's /proc (a file whose size reads as 0)")
+    got = list(lines.iter_chunks(path))
+    assert len(got) == 1
+    assert got[0].table.num_rows > 10

@@ -1,7 +1,7 @@
 -- Per time bucket and histogram bound, how many queries took at most that long: the
 -- cumulative `le` buckets a Prometheus histogram of query durations would have counted.
 -- Each query is counted once, in its bin (how many bounds lie below its duration; the
--- bounds are increasing), and the bins are summed up to each bound per bucket: a join of
+-- bounds are distinct), and the bins are summed up to each bound per bucket: a join of
 -- every query with every bound took 6.3 s of 55M queries, this 2.4 s. DuckDB and Spark
 -- both run it. A query without a duration has no bin; its bucket is counted all the same.
 with bounds as (
