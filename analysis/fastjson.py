@@ -25,6 +25,7 @@ and files with a ``fingerprint`` field of their own take the line-level path.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -62,9 +63,10 @@ def _check(path: Path) -> tuple[int, list[str]] | None:
         # group with its number of lines that are blank (read_json skips those) or do not
         # start with '{' (a space or tab first: the line-level path says what it does with
         # them); json_keys fails on a line that is not JSON, which the line-level path must
-        # name
+        # name; the key lists are grouped as JSON text (grouping the lists themselves took
+        # 1.7 s of 5.5M lines, their text 1.3 s)
         groups = probe.execute(
-            f"select json_keys(j), count(*), count(*) filter (where j is null or "  # noqa: S608 - fixed text
+            f"select to_json(json_keys(j)), count(*), count(*) filter (where j is null or "  # noqa: S608 - fixed text
             f"not starts_with(j, '{{')) from {_LINES} group by all",
             {"path": str(path)},
         ).fetchall()
@@ -75,7 +77,7 @@ def _check(path: Path) -> tuple[int, list[str]] | None:
     n = sum(count for _, count, _ in groups)
     if not n or any(unfit for _, _, unfit in groups):
         return None
-    keys = {k for key_list, _, _ in groups for k in key_list}
+    keys = {k for key_list, _, _ in groups for k in json.loads(key_list)}
     return n, sorted(keys)
 
 

@@ -158,3 +158,15 @@ def test_the_check_runs_inside_a_jupyter_kernel(tmp_path):
     assert f"check: (100, {keys!r})" in text, text
     # the kernel is one where the setting is refused: otherwise this test proves nothing
     assert "bar: refused" in text, text
+
+
+def test_the_check_gives_every_key_of_the_file_however_it_is_spelled(tmp_path):
+    """The key lists come back from DuckDB as JSON text: each key as JSON wrote it."""
+    odd = ['a "quoted" key', "comma, and space", "close]", "back\\slash", "\u0001", "é ü 中", ""]
+    rows = [{"ts": "2024-01-19T10:00:00Z", "statement": "s", k: 1} for k in odd]
+    rows.append({"ts": "2024-01-19T10:00:01Z", "statement": "s"})
+    path = tmp_path / "keys.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    n, keys = fastjson._check(path)
+    assert n == len(rows)
+    assert keys == sorted({"ts", "statement", *odd})
