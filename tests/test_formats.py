@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from analysis import cli, lines, load
-from analysis.formats import pg_prefix, sshd
+from analysis.formats import pg_prefix, postgres, sshd
 from tests.conftest import write
 
 PREFIX = "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h "
@@ -814,3 +814,16 @@ def test_a_log_that_no_format_fits_names_the_formats_and_the_flag(con, tmp_path)
     f = write(tmp_path / "notes.log", "hello\nworld\n")
     with pytest.raises(load.LoadError, match="--query-format .*postgres, mysql-slow"):
         load.load(con, queries=f)
+
+
+def test_a_postgres_entry_of_many_lines_counts_once_when_the_format_is_told():
+    """PostgreSQL writes a tab after each newline of a message: those lines go on an entry."""
+    head = "2024-01-19 10:00:0{} UTC [12] LOG:  statement: create table t{} ("
+    sample = []
+    for i in range(2):
+        sample += [head.format(i, i)] + [f"\tcol_{c} int," for c in range(30)] + ["\t)"]
+    assert postgres.sniff(sample) == (
+        "2 of the first 2 lines (tab-indented ones aside) are PostgreSQL entries ('LOG:  …')"
+    )
+    # the same lines without PostgreSQL's tab: two entry-like lines of 64 are not a log
+    assert postgres.sniff([s.lstrip("\t") for s in sample]) is None

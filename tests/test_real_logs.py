@@ -200,6 +200,15 @@ def test_logs_without_queries_fill_server_events(con):
     assert statement.count("\n") > 5
 
 
+def test_a_postgres_log_of_long_statements_is_told_by_its_entries_not_its_lines(con):
+    """lnav's log: 7 entries on 45 lines, most of them a statement's TAB-indented lines; the
+    format was not told without --query-format (7 of 45 lines looked like entries)."""
+    real = require_shared()
+    fr = load_one(con, real / "lnav/logfile_postgres.1")
+    assert fr.format == "postgres"
+    assert con.execute("select count(*) from server_events").fetchone() == (7,)
+
+
 @pytest.mark.parametrize("name", sorted(PT_QUERY_DIGEST["files"]))
 def test_mysql_slow_logs_count_as_pt_query_digest(con, name):
     real = require_shared()

@@ -214,7 +214,13 @@ def sniff(sample: list[str]) -> str | None:
         return "csvlog records (timestamp, …, severity, SQLSTATE)"
     if layout == "cloudsql":
         return "Cloud SQL log entries (textPayload)"
-    hits = sum(bool(_STDERR_ENTRY.search(s)) for s in sample)
-    if hits and hits >= len(sample) / 4:
-        return f"{hits} of the first {len(sample)} lines are PostgreSQL entries ('LOG:  …')"
+    # the lines that go on a message or a statement start with a tab (PostgreSQL writes one
+    # after each newline of a message to stderr): an entry of many lines counts once
+    heads = [s for s in sample if not s.startswith("\t")]
+    hits = sum(bool(_STDERR_ENTRY.search(s)) for s in heads)
+    if hits and hits >= len(heads) / 4:
+        return (
+            f"{hits} of the first {len(heads)} lines (tab-indented ones aside) are PostgreSQL "
+            "entries ('LOG:  …')"
+        )
     return None
