@@ -827,3 +827,13 @@ def test_a_postgres_entry_of_many_lines_counts_once_when_the_format_is_told():
     )
     # the same lines without PostgreSQL's tab: two entry-like lines of 64 are not a log
     assert postgres.sniff([s.lstrip("\t") for s in sample]) is None
+
+
+def test_sshd_is_told_by_any_program_named_sshd_as_the_reader_takes_them():
+    lines_ = [
+        "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; rhost=10.0.0.1",
+        "Jun 14 15:16:02 combo sshd-session[19940]: Failed password for root from 10.0.0.2",
+        "Jun 14 15:16:03 combo sshd[19941]: Accepted password for bob from 10.0.0.3",
+    ]
+    assert sshd.sniff(lines_) == "3 of the first 3 lines are sshd syslog lines"
+    assert sshd.sniff(["Jun 14 15:16:01 combo su(pam_unix)[1]: authentication failure;"]) is None

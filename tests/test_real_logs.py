@@ -334,6 +334,14 @@ def test_old_sshd_logs_with_pam_lines_only(con):
     }
 
 
+def test_old_sshd_logs_with_pam_lines_only_are_told_without_the_format(con):
+    """``auto`` took only sshd, sshd-session and sshd-auth for sshd's lines, where the reader
+    takes any program named sshd…: Linux_2k.log's sshd(pam_unix) lines were not recognised."""
+    real = require_shared()
+    fr = load.load(con, auth=real / "loghub/Linux_2k.log", year=2005).files[0]
+    assert (fr.format, fr.rows_loaded) == ("sshd", 489)
+
+
 def test_a_report_from_an_sshd_log_and_a_postgres_log_alone(tmp_path):
     from analysis import report
 

@@ -461,7 +461,9 @@ def stage(
     return (yr if bsd else None), counts
 
 
-_SSHD_LINE = re.compile(r"\bsshd(?:-session|-auth)?(?:\[\d+\])?: |^<\d+>1 \S+ \S+ sshd\S* ")
+# any program whose name starts with sshd, as the reader takes them: sshd, sshd-session,
+# sshd-auth, and old PAM's sshd(pam_unix)
+_SSHD_LINE = re.compile(r"\bsshd[^\s\[:]*(?:\[\d+\])?: |^<\d+>1 \S+ \S+ sshd\S* ")
 
 
 def sniff(sample: list[str]) -> str | None:
