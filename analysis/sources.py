@@ -415,7 +415,15 @@ def load_definition(
     if document:
         res.notes.append("one JSON document: rejects are numbered by record, not by line")
     if res.rows_read and res.rows_loaded == 0 and res.rows_rejected == 0:
-        res.notes.append(f"no record is an attempt: is this a {d.title} ({d.name})?")
+        if d.login_path and d.skip_label and res.skipped.get(d.skip_label):
+            # requests, none of them to a login path: the service's own path is the likely cause
+            res.notes.append(
+                "no record is an attempt: no request is to a login path; name the path your "
+                "service logs in on with --login-path (repeatable), e.g. --login-path /api/auth"
+            )
+        else:
+            article = "an" if d.title[:1].lower() in "aeiou" else "a"
+            res.notes.append(f"no record is an attempt: is this {article} {d.title} ({d.name})?")
     if res.skipped:
         parts = sorted(res.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ", ".join(f"{k}: {n:,}" for k, n in parts[:12])

@@ -49,6 +49,8 @@ def test_traefik_auth_without_a_login_path_loads_no_attempt_and_counts_why(con):
     assert res.format == "access"
     assert res.skipped == {"comment line": 10, "not a login path": 6}
     assert res.rows_loaded == 0
+    # the note says what to do: name the path (these requests are to /dashboard/)
+    assert any("--login-path" in note for note in res.notes), res.notes
 
 
 def test_a_shop_access_log_reads_its_two_login_requests(con):

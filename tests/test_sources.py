@@ -275,3 +275,17 @@ def test_a_file_that_is_not_json_at_all_is_refused_by_a_json_preset(con, tmp_pat
     with pytest.raises(load.LoadError, match="no record is a JSON object; is it a .*okta"):
         load.load(con, auth=log, auth_format="okta")
     assert con.execute("select count(*) from rejects").fetchall() == [(0,)]
+
+
+def test_an_access_log_without_a_login_request_says_to_name_the_path(con, tmp_path):
+    path = tmp_path / "access.log"
+    path.write_text(
+        '10.0.0.1 - - [19/Jan/2024:10:30:00 +0000] "GET /home HTTP/1.1" 200 12 "-" "curl"\n'
+        '10.0.0.2 - - [19/Jan/2024:10:30:01 +0000] "POST /api/auth HTTP/1.1" 401 3 "-" "curl"\n',
+        encoding="utf-8",
+    )
+    res = load.load(con, auth=path, auth_format="access").files[0]
+    assert (res.rows_loaded, res.skipped) == (0, {"not a login path": 2})
+    assert any("--login-path" in note for note in res.notes), res.notes
+    res = load.load(con, auth=path, auth_format="access", login_paths=["/api/auth"]).files[0]
+    assert res.rows_loaded == 1
