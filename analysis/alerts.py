@@ -31,6 +31,7 @@ from analysis.signals import (
     MAX_FOR_MINUTES,
     Buckets,
     Rule,
+    bound_ms,
     buckets_baseline,
     choose,
     counters_from,
@@ -133,9 +134,8 @@ def gather(
     fps = db.run(con, "alerts_fingerprints", {"bucket": bucket}).df()
     # the fingerprints of summary.json are masked; so are the counters' labels
     fps["fingerprint"] = fps["fingerprint"].map(privacy.mask)
-    # distinct in milliseconds (two bounds closer than a nanosecond are one), as the
-    # histogram query counts bounds below a duration and ranks them
-    bounds_ms = sorted({round(le * 1000, 9) for le in mapping["latency_buckets"]})
+    # distinct, as the histogram query counts bounds below a duration and ranks them
+    bounds_ms = sorted({bound_ms(le) for le in mapping["latency_buckets"]})
     latency = db.run(con, "alerts_latency", {"bucket": bucket, "bounds_ms": bounds_ms}).df()
     return fps, latency
 

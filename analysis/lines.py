@@ -185,11 +185,11 @@ def iter_chunks(
         with open_bytes(path) as fh:
             while True:
                 # the line carried from the last chunk, then the file's next bytes, read in
-                # place (a read and a concatenation were two copies of each chunk)
-                # (a bytearray is zeroed as it is made: no larger than what is left to read;
-                # of a compressed file, whose size is not known, or past the size the file
-                # had (it grew, or says 0 as /proc does), 1 MB first, then twice more each
-                # time up to chunk_bytes, so that a small file is not given 96 MB)
+                # place (a read and a concatenation were two copies of each chunk). A
+                # bytearray is zeroed as it is made, so it is no larger than what is left to
+                # read; where that is not known (a compressed file, or one past the size it
+                # had: it grew, or says 0 as /proc does) 1 MB first, then twice more each
+                # time up to chunk_bytes, so that a small file is not given 96 MB
                 left = None if total is None else total - done
                 if left is not None and left > 0:
                     want = min(chunk_bytes, left + 1)

@@ -134,7 +134,7 @@ def counters_from(
             out.counters.append(Counter(m["db_queries"], _labels(labels, m), incr))
     if latency is not None and not latency.empty and m["latency_histogram"]:
         name = f"{m['latency_histogram']}_bucket"
-        by_ms = {round(le * 1000, 9): le for le in m["latency_buckets"]}
+        by_ms = {bound_ms(le): le for le in m["latency_buckets"]}
         for le_ms in sorted(latency["le_ms"].unique()):
             rows = latency[latency["le_ms"] == le_ms]
             incr = _aligned(b, rows, "observations")
@@ -142,6 +142,12 @@ def counters_from(
         total = series_df["queries"].to_numpy(dtype="int64")
         out.counters.append(Counter(name, _labels([("le", "+Inf")], m), total))
     return out
+
+
+def bound_ms(le: float) -> float:
+    """A histogram bound in seconds as the query-duration histogram holds it, in ms (two
+    bounds closer than a nanosecond are one)."""
+    return round(le * 1000, 9)
 
 
 def _labels(pairs: list[tuple[str, str]], mapping: dict[str, Any]) -> tuple:

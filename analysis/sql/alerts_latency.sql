@@ -9,7 +9,8 @@ with bounds as (
 ), binned as (
     select time_bucket($bucket::interval, ts) as bucket,
            case when duration_ms is not null
-                then array_length(list_filter($bounds_ms::double[], lambda le_bound: le_bound < duration_ms))
+                then array_length(list_filter($bounds_ms::double[],
+                                              lambda le_bound: le_bound < duration_ms))
            end as bin,
            count(*) as n
     from v_queries
