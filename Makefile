@@ -54,7 +54,7 @@ lint: $(STAMP)  ## ruff (code and notebooks), the import layers, notebooks witho
 	$(BIN)/ruff check analysis tests tools notebooks
 	$(BIN)/ruff format --check analysis tests tools notebooks
 	$(BIN)/lint-imports
-	$(BIN)/python -m analysis.nbcheck notebooks/*.ipynb
+	$(BIN)/python -m tools.nbcheck notebooks/*.ipynb
 
 format: $(STAMP)  ## fix what ruff can fix
 	$(BIN)/ruff check --fix analysis tests tools notebooks
@@ -76,7 +76,7 @@ endef
 chromium:
 	$(call debian,command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1,chromium,the browser test)
 
-# the real-server test (tests/test_pg_server.py) starts a private PostgreSQL cluster; Debian
+# the real-server test (tests/ingest/test_pg_server.py) starts a private PostgreSQL cluster; Debian
 # keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin
 postgresql:
 	$(call debian,command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1,postgresql,the real-server test)
@@ -121,7 +121,7 @@ bench: $(STAMP) pgbadger  ## time and memory against the floor and pandas (QUICK
 	$(BIN)/python -m tools.bench $(if $(QUICK),--quick)
 
 fuzz: $(STAMP)  ## the loader fuzz tests with many more examples than CI runs
-	POSTMORTEM_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q -k fuzz tests/test_bad_input.py
+	POSTMORTEM_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q -k fuzz tests/ingest/test_bad_input.py
 
 hooks: $(STAMP)  ## install the git pre-commit hooks (ruff, nbstripout, large files)
 	$(BIN)/pre-commit install

@@ -11,13 +11,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from analysis import errors
+
 # jsonschema, which nbformat imports for papermill and nbconvert, checks the "iri" format with
 # rfc3987_syntax when it is installed (JupyterLab's dependencies bring it), and that package
 # builds a grammar at import: 1.5 s of every report's 17 s at 0.6M rows. No notebook schema
 # has an "iri" field; without it, jsonschema leaves that one format unchecked.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from analysis import config, db, params, registry  # noqa: E402
+from analysis import config, db  # noqa: E402
+from analysis.ingest import registry  # noqa: E402
+from analysis.report import params  # noqa: E402
 
 EPILOG = """\
 examples:
@@ -200,11 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "load":
             return _load(args, say)
         if args.command == "report":
-            from analysis import execute
+            from analysis.report import command as execute
 
             return execute.main(args, say)
         if args.command == "verify":
-            from analysis import verify
+            from analysis.report import verify
 
             return verify.verify_main(args.report_dir, say)
     except KeyboardInterrupt:
@@ -232,10 +236,10 @@ def _sample(args: argparse.Namespace, say) -> int:
 
 
 def _load(args: argparse.Namespace, say) -> int:
-    from analysis import load
+    from analysis.ingest import load
 
     if not (args.auth_logs or args.query_logs or args.timeline):
-        raise load.LoadError("nothing to load: give --auth, --queries and/or --timeline")
+        raise errors.LoadError("nothing to load: give --auth, --queries and/or --timeline")
     args.database.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     from analysis.db import connect_waiting

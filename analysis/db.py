@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from analysis import fingerprint
 from analysis.config import SQL_DIR
+from analysis.errors import SchemaError
 
 SCHEMA = """
 create table if not exists sources (
@@ -185,10 +186,6 @@ def connect(
             con.execute("alter table sources add column rows_skipped bigint default 0")
             con.execute("alter table auth_events alter column user_id drop not null")
     return con
-
-
-class SchemaError(Exception):
-    """The database file was made by an older version, with another schema."""
 
 
 def quote_identifier(name: str) -> str:

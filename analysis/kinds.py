@@ -1,6 +1,6 @@
 """What each kind of input holds, and what a load hands back: the shared vocabulary of
-:mod:`analysis.load`, :mod:`analysis.readers`, :mod:`analysis.validate` and the server-log
-formats."""
+:mod:`analysis.ingest.load`, :mod:`analysis.ingest.readers`, :mod:`analysis.ingest.validate`
+and the server-log formats."""
 
 from __future__ import annotations
 
@@ -11,10 +11,6 @@ Progress = Callable[[str], None]
 
 
 RAW_KEEP_CHARS = 65536  # a reject keeps this much of its line: enough to read, bounded
-
-
-class LoadError(Exception):
-    """A whole input cannot be loaded; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)

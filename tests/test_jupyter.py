@@ -35,7 +35,9 @@ import pytest
 import websocket
 import yaml
 
-from analysis import draft, lab, nbcheck, sample
+from analysis import lab, sample
+from analysis.report import draft
+from tools import nbcheck
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

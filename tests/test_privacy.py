@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from analysis import draft, privacy
-from analysis.report import Run
+from analysis import privacy
+from analysis.report import draft
+from analysis.report.run import Run
 from tests.conftest import write
 
 

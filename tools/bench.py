@@ -42,7 +42,10 @@ for i, f in enumerate(sys.argv[2:]):
 """
 ANALYSIS = """
 import sys
-from analysis import db, metrics, summary, times, views
+from analysis import db, times
+from analysis.figures import metrics
+from analysis.figures import summary
+from analysis.figures import views
 con = db.connect(sys.argv[1])
 scope = views.scope(con)
 params = metrics.Params(start=times.parse_instant("2024-01-19T10:30:00Z"),

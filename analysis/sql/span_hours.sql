@@ -1,5 +1,5 @@
 -- Per kind ('auth', 'queries') and hour that holds rows of the report: how many, the first and
--- the last instant. What the span rule (analysis/span.py) walks to find where the data is
+-- the last instant. What the span rule (analysis/figures/span.py) walks to find where the data is
 -- dense around the window, and counts what lies outside it with: one pass over each view.
 with auth as (
     select 'auth' as kind, time_bucket(interval 1 hour, ts) as hour,

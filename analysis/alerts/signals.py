@@ -1,0 +1,446 @@
+"""The signals of the alert rules: an incident's buckets as counters, each rule's value at
+every evaluation, and the threshold and ``for`` that keep it quiet on the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import times
+from analysis.alerts.promql import (
+    histogram_quantile,
+    prom_duration,
+    prom_number,
+    prom_string,
+    re2_escape,
+    runs,
+    selector,
+    window_rates,
+)
+from analysis.figures.metrics import Params
+
+#: how a threshold is chosen (README, "Monitoring"): max(median + K_MAD * 1.4826 * MAD, the
+#: HIGH_QUANTILE of the baseline), times 1 + MARGIN, at least FLOOR_EVENTS events in a typical
+#: baseline window, rounded up to SIG_DIGITS significant digits
+K_MAD = 5.0
+HIGH_QUANTILE = 0.99
+MARGIN = 0.10
+FLOOR_EVENTS = 3
+SIG_DIGITS = 3
+#: the longest ``for`` (in minutes) before the threshold is raised above the baseline's max
+MAX_FOR_MINUTES = 10
+FP_RULES = 5
+#: the fingerprint label of the auth service's queries that no rule names, summed
+OTHER = "(other)"
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One counter series: metric, labels, and its increase in each bucket."""
+
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+    increments: np.ndarray
+
+    def label(self, name: str) -> str:
+        return dict(self.labels).get(name, "")
+
+
+@dataclass
+class Buckets:
+    """An incident's buckets as the counters a service would export."""
+
+    start: datetime
+    seconds: int
+    baseline: np.ndarray
+    counters: list[Counter] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.baseline)
+
+    def evaluation_time(self, j: int) -> datetime:
+        """Evaluation ``j`` runs at the end of bucket ``j - 1``."""
+        return self.start + timedelta(seconds=j * self.seconds)
+
+
+def _aligned(buckets: pd.Series, df: pd.DataFrame, value: str) -> np.ndarray:
+    index = pd.Index(pd.to_datetime(buckets))
+    out = pd.Series(0, index=index, dtype="int64")
+    if not df.empty:
+        got = df.groupby(pd.to_datetime(df["bucket"]))[value].sum()
+        out = out.add(got.reindex(index, fill_value=0).astype("int64"), fill_value=0)
+    return out.to_numpy(dtype="int64")
+
+
+def counters_from(
+    series_df: pd.DataFrame,
+    error_codes: pd.DataFrame,
+    *,
+    params: Params,
+    mapping: dict[str, Any],
+    fingerprints: pd.DataFrame | None = None,
+    latency: pd.DataFrame | None = None,
+    keep: tuple[str, ...] = (),
+) -> Buckets:
+    """The report's buckets as counters: auth attempts by outcome and error code, the auth
+    service's queries by fingerprint, and the query-duration histogram's buckets.
+
+    ``error_codes`` has ``bucket, error_code, failures`` (as ``sql/error_codes.sql``; the
+    code ``(none)`` is a failure without one), ``fingerprints`` ``bucket, fingerprint,
+    queries`` and ``latency`` ``bucket, le_ms, observations`` (cumulative, as
+    ``sql/alerts_latency.sql``). The fingerprints in ``keep`` get a series each, the others
+    one series together (fingerprint ``OTHER``).
+    """
+    b = series_df["bucket"]
+    seconds = times.bucket_seconds(params.bucket)
+    starts = pd.to_datetime(b)
+    guard = pd.Timedelta(minutes=params.guard_minutes)
+    base = (starts + pd.Timedelta(seconds=seconds) <= pd.Timestamp(params.start) - guard) | (
+        starts >= pd.Timestamp(params.end) + guard
+    )
+    out = Buckets(starts.iloc[0].to_pydatetime(), seconds, base.to_numpy(dtype=bool))
+    m = mapping
+    failures = np.zeros(out.n, dtype="int64")
+    for code in sorted(error_codes["error_code"].unique()) if not error_codes.empty else []:
+        incr = _aligned(b, error_codes[error_codes["error_code"] == code], "failures")
+        failures += incr
+        labels = [(m["outcome_label"], m["failure_outcome"])]
+        if code != "(none)":
+            labels.append((m["error_code_label"], str(code)))
+        out.counters.append(Counter(m["auth_attempts"], _labels(labels, m), incr))
+    success = series_df["attempts"].to_numpy(dtype="int64") - failures
+    out.counters.insert(
+        0,
+        Counter(
+            m["auth_attempts"], _labels([(m["outcome_label"], m["success_outcome"])], m), success
+        ),
+    )
+    if fingerprints is not None and not fingerprints.empty:
+        # the fingerprints the rules name, each its own series; all others as one
+        named = [fp for fp in sorted(fingerprints["fingerprint"].unique()) if fp in keep]
+        groups = [(fp, fingerprints["fingerprint"] == fp) for fp in named]
+        groups.append((OTHER, ~fingerprints["fingerprint"].isin(named)))
+        for fp, rows in groups:
+            incr = _aligned(b, fingerprints[rows], "queries")
+            labels = [(m["caller_label"], m["auth_caller"]), (m["fingerprint_label"], fp)]
+            out.counters.append(Counter(m["db_queries"], _labels(labels, m), incr))
+    if latency is not None and not latency.empty and m["latency_histogram"]:
+        name = f"{m['latency_histogram']}_bucket"
+        by_ms = {bound_ms(le): le for le in m["latency_buckets"]}
+        for le_ms in sorted(latency["le_ms"].unique()):
+            rows = latency[latency["le_ms"] == le_ms]
+            incr = _aligned(b, rows, "observations")
+            out.counters.append(Counter(name, _labels([("le", _le(by_ms[le_ms]))], m), incr))
+        total = series_df["queries"].to_numpy(dtype="int64")
+        out.counters.append(Counter(name, _labels([("le", "+Inf")], m), total))
+    return out
+
+
+def bound_ms(le: float) -> float:
+    """A histogram bound in seconds as the query-duration histogram holds it, in ms (two
+    bounds closer than a nanosecond are one)."""
+    return round(le * 1000, 9)
+
+
+def _labels(pairs: list[tuple[str, str]], mapping: dict[str, Any]) -> tuple:
+    return tuple(sorted({**dict(pairs), **mapping["labels"]}.items()))
+
+
+def _le(seconds: float) -> str:
+    text = repr(float(seconds))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _sum_rates(counters: list[Counter], k: int, window_s: float, n: int) -> np.ndarray:
+    total = np.zeros(n + 1)
+    for c in counters:
+        total = total + window_rates(c.increments, k, window_s)
+    if not counters:
+        total[0] = np.nan
+    return total
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return num / den
+
+
+@dataclass
+class Rule:
+    """One alert: its recorded signal, its value at every evaluation, and its threshold."""
+
+    key: str
+    alert: str
+    record: str
+    record_expr: str
+    title: str
+    unit: str
+    values: np.ndarray
+    floor: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)
+    threshold: float | None = None
+    for_evals: int = 0
+    basis: dict[str, Any] = field(default_factory=dict)
+    firing: np.ndarray | None = None
+    for_s: int = 0
+    alert_labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def selector(self) -> str:
+        matchers = [f"{k}={prom_string(v)}" for k, v in self.labels.items()]
+        return f"{self.record}{{{', '.join(matchers)}}}" if matchers else self.record
+
+    @property
+    def expr(self) -> str:
+        return f"{self.selector} > {prom_number(self.threshold)}"
+
+
+def signals(
+    buckets: Buckets,
+    *,
+    mapping: dict[str, Any],
+    user_error_codes: tuple[str, ...],
+    fingerprints: list[str] = (),
+    queries: bool = True,
+    auth_queries: bool = True,
+) -> tuple[list[Rule], list[dict[str, str]], list[dict[str, str]]]:
+    """The rules' signals at every evaluation, the recording rules, and what is left out."""
+    m = mapping
+    w = times.bucket_seconds(m["window"])
+    k = max(1, w // buckets.seconds)
+    w = k * buckets.seconds  # the window the rules use: whole buckets
+    ws = prom_duration(k * buckets.seconds)
+    suffix = f"rate{ws}"
+    n = buckets.n
+    auth = [c for c in buckets.counters if c.metric == m["auth_attempts"]]
+    failing = [
+        c
+        for c in auth
+        if c.label(m["outcome_label"]) == m["failure_outcome"]
+        and c.label(m["error_code_label"]) not in user_error_codes
+    ]
+    attempts = _sum_rates(auth, k, w, n)
+    typical = float(np.median(attempts[1:][buckets_baseline(buckets, k)[1:]] * w)) if n else 0
+    floor = FLOOR_EVENTS / typical if typical > 0 else 0.0
+    recorded: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []
+    rules: list[Rule] = []
+    attempts_record = f"auth:attempts:{suffix}"
+    recorded.append(
+        {
+            "record": attempts_record,
+            "expr": f"sum(rate({selector(m['auth_attempts'], [], m)}[{ws}]))",
+        }
+    )
+    matchers = [f"{m['outcome_label']}={prom_string(m['failure_outcome'])}"]
+    if user_error_codes:
+        codes = "|".join(re2_escape(c) for c in user_error_codes)
+        matchers.append(f"{m['error_code_label']}!~{prom_string(codes)}")
+    sysfail = f"sum(rate({selector(m['auth_attempts'], matchers, m)}[{ws}])) or vector(0)"
+    recorded.append({"record": f"auth:system_failures:{suffix}", "expr": sysfail})
+    record = f"auth:system_failure_ratio:{suffix}"
+    expr = f"auth:system_failures:{suffix} / {attempts_record}"
+    recorded.append({"record": record, "expr": expr})
+    rules.append(
+        Rule(
+            "system_failure_ratio",
+            "AuthSystemFailureRatioHigh",
+            record,
+            expr,
+            "system-failure ratio of auth attempts",
+            "ratio",
+            _ratio(_sum_rates(failing, k, w, n), attempts),
+            floor=floor,
+        )
+    )
+    if not queries:
+        skipped.append(
+            {
+                "signal": "database",
+                "reason": "no query log in this report: the rules on queries per login, on "
+                "the fingerprints that rose and on query latency need one",
+            }
+        )
+        return rules, recorded, skipped
+    db = [c for c in buckets.counters if c.metric == m["db_queries"]]
+    if not auth_queries or not db:
+        skipped.append(
+            {
+                "signal": "queries_per_attempt",
+                "reason": "no query could be tied to the auth service (no request_id match, "
+                "no caller named like auth): no rule on queries per login",
+            }
+        )
+    else:
+        sel = selector(
+            m["db_queries"], [f"{m['caller_label']}={prom_string(m['auth_caller'])}"], m
+        )
+        recorded.append(
+            {"record": f"auth:db_queries:{suffix}", "expr": f"sum(rate({sel}[{ws}])) or vector(0)"}
+        )
+        record = f"auth:db_queries_per_attempt:ratio_{suffix}"
+        expr = f"auth:db_queries:{suffix} / {attempts_record}"
+        recorded.append({"record": record, "expr": expr})
+        rules.append(
+            Rule(
+                "queries_per_attempt",
+                "AuthDbQueriesPerLoginHigh",
+                record,
+                expr,
+                "database queries per auth attempt",
+                "queries per attempt",
+                _ratio(_sum_rates(db, k, w, n), attempts),
+                floor=floor,
+            )
+        )
+        rose = list(fingerprints)[:FP_RULES]
+        if not rose:
+            skipped.append(
+                {"signal": "fingerprint", "reason": "no query fingerprint rose per login"}
+            )
+        for fp in rose:
+            mine = [c for c in db if c.label(m["fingerprint_label"]) == fp]
+            sel = selector(
+                m["db_queries"],
+                [
+                    f"{m['caller_label']}={prom_string(m['auth_caller'])}",
+                    f"{m['fingerprint_label']}={prom_string(fp)}",
+                ],
+                m,
+            )
+            record = f"auth:db_fingerprint_queries_per_attempt:ratio_{suffix}"
+            expr = f"(sum(rate({sel}[{ws}])) or vector(0)) / {attempts_record}"
+            labels = {m["fingerprint_label"]: fp}
+            recorded.append({"record": record, "expr": expr, "labels": labels})
+            rules.append(
+                Rule(
+                    "fingerprint",
+                    "AuthDbFingerprintPerLoginHigh",
+                    record,
+                    expr,
+                    "queries of one fingerprint per auth attempt",
+                    "queries per attempt",
+                    _ratio(_sum_rates(mine, k, w, n), attempts),
+                    floor=floor,
+                    labels=labels,
+                )
+            )
+    hist = [c for c in buckets.counters if c.metric == f"{m['latency_histogram']}_bucket"]
+    if not m["latency_histogram"] or not hist:
+        skipped.append(
+            {
+                "signal": "latency_p95",
+                "reason": "no query-duration histogram is mapped (alert_metrics."
+                "latency_histogram is empty): no rule on query latency",
+            }
+        )
+    else:
+        sel = selector(f"{m['latency_histogram']}_bucket", [], m)
+        record = f"db:query_duration_seconds:p95_{suffix}"
+        expr = f"histogram_quantile(0.95, sum by (le) (rate({sel}[{ws}])))"
+        recorded.append({"record": record, "expr": expr})
+        bounds = [float(c.label("le")) for c in hist]
+        rates = np.array([window_rates(c.increments, k, w) for c in hist])
+        p95 = np.array([histogram_quantile(0.95, bounds, list(rates[:, j])) for j in range(n + 1)])
+        rules.append(
+            Rule(
+                "latency_p95",
+                "DbQueryLatencyP95High",
+                record,
+                expr,
+                "p95 latency of database queries",
+                "seconds",
+                p95,
+            )
+        )
+    return rules, recorded, skipped
+
+
+def buckets_baseline(buckets: Buckets, k: int) -> np.ndarray:
+    """Which evaluations ``j = 0..n`` see only baseline buckets (all ``k`` of their window)."""
+    base = np.concatenate([[False], buckets.baseline])
+    out = np.zeros(buckets.n + 1, dtype=bool)
+    for j in range(1, buckets.n + 1):
+        out[j] = bool(base[max(1, j - k + 1) : j + 1].all())
+    return out
+
+
+def ceil_sig(x: float, digits: int = SIG_DIGITS) -> float:
+    """``x`` rounded up to ``digits`` significant digits (0 stays 0); the last bits of a
+    float's arithmetic do not count (3 × 1.1 is 3.3, not 3.31)."""
+    if x <= 0:
+        return 0.0
+    d = Decimal(f"{float(x):.12g}")
+    step = Decimal(1).scaleb(d.adjusted() - (digits - 1))
+    return float((d / step).to_integral_value(rounding=ROUND_CEILING) * step)
+
+
+def _bump(x: float, digits: int = SIG_DIGITS) -> float:
+    d = Decimal(repr(float(x)))
+    return float(d + Decimal(1).scaleb(d.adjusted() - (digits - 1)))
+
+
+def choose(
+    values: np.ndarray,
+    baseline: np.ndarray,
+    *,
+    floor: float = 0.0,
+    max_for: int = MAX_FOR_MINUTES,
+) -> tuple[float, int, dict[str, Any]] | None:
+    """A threshold and a ``for`` (in evaluations) under which no baseline evaluation fires.
+
+    The threshold is robust to the baseline's spikes: max(median + 5 σ, its 99th percentile)
+    where σ = 1.4826 × MAD, plus 10%, at least ``floor``, rounded up to 3 significant digits.
+    ``for`` is the longest run of baseline evaluations above it; when that is more than
+    ``max_for``, the threshold goes above the baseline's maximum instead (``for`` 0).
+    None without a baseline.
+    """
+    b = values[baseline]
+    b = b[np.isfinite(b)]
+    if not len(b):
+        return None
+    med = float(np.median(b))
+    sigma = 1.4826 * float(np.median(np.abs(b - med)))
+    high = max(med + K_MAD * sigma, float(np.quantile(b, HIGH_QUANTILE)))
+    threshold = ceil_sig(max(high * (1 + MARGIN), floor))
+    method = "robust"
+    # a baseline evaluation is in firing state when its run of evaluations above the
+    # threshold, counted over all evaluations, reaches for + 1
+    with np.errstate(invalid="ignore"):
+        longest = runs(values > threshold)[baseline]
+    for_evals = int(longest.max(initial=0))
+    if for_evals > max_for:
+        threshold = ceil_sig(max(float(b.max()) * (1 + MARGIN), floor))
+        method = "above baseline max"
+        with np.errstate(invalid="ignore"):
+            for_evals = int(runs(values > threshold)[baseline].max(initial=0))
+    finite = values[np.isfinite(values)]
+    # a value equal to the threshold up to rounding would make Prometheus and this backtest
+    # disagree in the last bit: move the threshold off it
+    while threshold > 0 and np.any(np.abs(finite - threshold) <= 1e-9 * threshold):
+        threshold = _bump(threshold)
+    basis = {
+        "method": method,
+        "baseline_evaluations": int(baseline.sum()),
+        "median": _sig(med),
+        "sigma_mad": _sig(sigma),
+        "quantile_99": _sig(float(np.quantile(b, HIGH_QUANTILE))),
+        "max": _sig(float(b.max())),
+        "floor": _sig(floor),
+    }
+    return threshold, for_evals, basis
+
+
+def _sig(x: float, digits: int = 6) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return float(f"{x:.{digits}g}")

@@ -1,0 +1,536 @@
+"""Source definitions: declarative readers for the logs that real systems write.
+
+A *definition* is a YAML mapping (no code) that says where the records of a log are, which
+of them are authentication attempts, and where each canonical column is. The presets under
+``analysis/ingest/definitions/presets/`` are definitions (Okta, Auth0, Keycloak, CloudTrail, Entra
+ID, ECS, OpenTelemetry, access logs, HAProxy, Envoy, MySQL's error log); a user's own is given as
+``--auth-format FILE.yaml`` or under ``auth_format`` in the ``--config`` file.
+
+Everything happens in DuckDB: a JSON file (JSON Lines, or one document such as
+``{"Records": [...]}``) is unnested along the ``records`` path with ``json_extract``; a text
+log is matched line by line with one regular expression whose named groups (and, with
+``keyvalues``, the ``key=value`` pairs of one group) become a JSON object; then every column
+is one ``json_extract_string`` of its path, with value maps, constants and the timestamp
+format applied in SQL. Every value of a definition is bound as a parameter. Records that are
+not attempts are counted per value of the attempt field (``rows_skipped``), never rejected;
+the rest go through the same validation as every other input (:func:`validate.store`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from analysis import db, kinds
+from analysis.errors import DefinitionError, UnreadableFile
+from analysis.ingest import lines, validate
+from analysis.ingest.definitions.schema import (
+    SELECTOR,
+    SKIP,
+    Column,
+    Definition,
+    json_path,
+    split_path,
+)
+from analysis.kinds import RAW_KEEP_CHARS, FileResult, Kind, ReadOptions, Records
+
+
+class _Binder:
+    """Collects the bound values of one query: every value of a definition is a parameter."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+
+    def __call__(self, value: object) -> str:
+        name = f"v{len(self.values)}"
+        self.values[name] = value
+        return "$" + name
+
+
+def _path_sql(path: str, bind: _Binder, rec: str = "rec") -> str:
+    """The text at ``path`` of the JSON record ``rec`` (NULL when absent or JSON null)."""
+    if path.startswith("{"):
+        raise DefinitionError(
+            f"path {path!r}: a path to an element enclosing the record is not read yet"
+        )
+    m = SELECTOR.match(path)
+    if m:
+        # a list of {key, value} objects (OpenTelemetry attributes): the first whose key is
+        # the given one, then the rest of the path inside it
+        items = f"json_extract({rec}, {bind(json_path(m['list'] + '[]'))})"
+        key = bind(m["value"])
+        pick = (
+            f"list_filter({items}, lambda x: json_extract_string(x, {bind(json_path(m['key']))})"
+            f" = {key})[1]"
+        )
+        rest = m["rest"].lstrip(".")
+        return f"nullif(json_extract_string({pick}, {bind(json_path(rest))}), '')"
+    # an empty text is no value (a regex group that took no part, an empty JSON string)
+    return f"nullif(json_extract_string({rec}, {bind(json_path(path))}), '')"
+
+
+def _value_sql(col: Column, bind: _Binder, *, keep_unmapped: bool = False) -> str:
+    """The SQL of one column: first non-null path, null values, then the value map."""
+    if not col.paths:
+        return "null::varchar" if col.constant is None else f"{bind(col.constant)}::varchar"
+    exprs = [_path_sql(p, bind) for p in col.paths]
+    if col.null_values:
+        nulls = bind(list(col.null_values))
+        exprs = [
+            f"case when list_contains({nulls}::varchar[], {e}) then null else {e} end"
+            for e in exprs
+        ]
+    v = exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+    if col.missing is not None:
+        v = f"coalesce({v}, {bind(col.missing)})"
+    if not col.mapping:
+        return v
+    whens = []
+    for key, out in col.mapping:
+        target = "null" if out is None else bind(out)
+        if key.endswith("*"):
+            whens.append(f"when starts_with(lower(_v), {bind(key[:-1])}) then {target}")
+        else:
+            whens.append(f"when lower(_v) = {bind(key)} then {target}")
+    if col.has_default and not (keep_unmapped and col.default is None):
+        other = "null" if col.default is None else bind(col.default)
+    else:
+        other = "_v"
+    # a lambda binds the value once, however many branches read it
+    return (
+        f"list_transform([{v}], lambda _v: case when _v is null then null "
+        f"{' '.join(whens)} else {other} end)[1]"
+    )
+
+
+def _ts_sql(d: Definition, raw: str, bind: _Binder) -> str:
+    """The timestamp as text that :func:`validate.ts_expr` reads; each format of the
+    definition is tried in order, and a value none of them reads stays as it was, so that its
+    reject names it (``iso`` leaves the value to :func:`validate.ts_expr`)."""
+    tries = []
+    for fmt in d.timestamps:
+        if fmt == "iso":
+            continue
+        if fmt in _EPOCH_MICROS:
+            micros = _EPOCH_MICROS[fmt].format(raw=raw)
+            tries.append(
+                f"strftime(try(make_timestamp(cast({micros} as bigint))), '%Y-%m-%dT%H:%M:%S.%fZ')"
+            )
+            continue
+        # runs of spaces are one (MySQL pads a one-digit hour: '130324  0:04:00')
+        text = f"regexp_replace({raw}, '\\s+', ' ', 'g')"
+        if "%z" in fmt or "%Z" in fmt:
+            tries.append(
+                f"strftime(timezone('UTC', try_strptime({text}, {bind(fmt)})::timestamptz), "
+                "'%Y-%m-%dT%H:%M:%S.%fZ')"
+            )
+        else:
+            tries.append(
+                f"strftime(try_strptime({text}, {bind(fmt)})::timestamp, '%Y-%m-%dT%H:%M:%S.%f')"
+            )
+    if not tries:
+        return raw
+    return f"coalesce({', '.join(tries)}, {raw})"
+
+
+#: an epoch as exact microseconds (an epoch in ns does not fit a double's 53 bits)
+_EPOCH_MICROS = {
+    "epoch_s": "try_cast({raw} as decimal(38, 6)) * 1000000",
+    "epoch_ms": "try_cast({raw} as decimal(38, 3)) * 1000",
+    "epoch_us": "try_cast({raw} as decimal(38, 0))",
+    "epoch_ns": "try_cast({raw} as hugeint) // 1000",
+}
+
+
+# --- loading ---
+
+
+def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
+    """From ``_chunk(line, raw)`` to ``(line, raw, pre_reason, rec)``: one row per record."""
+    if d.input == "text":
+        names = bind(list(d.groups))
+        obj = f"to_json(regexp_extract(txt, {bind(d.pattern)}, {names}::varchar[]))"
+        if d.keyvalues:
+            pairs = (
+                f"regexp_extract_all(regexp_extract(txt, {bind(d.pattern)}, "
+                f"{bind(re.compile(d.pattern).groupindex[d.keyvalues])}::integer), "
+                + '\'([A-Za-z_][\\w.-]*)=("[^"]*"|[^,]*)\')'
+            )
+            kv = (
+                f"to_json(map_from_entries(list_transform({pairs}, lambda x: struct_pack("
+                "k := split_part(x, '=', 1), "
+                "v := trim(substr(x, strpos(x, '=') + 1), '\"')))))"
+            )
+            obj = f"json_merge_patch({kv}, {obj})"
+        skip = bind(list(d.skip_lines))
+        return f"""
+            with decoded as (
+                select line, try(decode(raw)) as txt, raw as blob from _chunk
+            ), marked as (
+                select line, txt, blob,
+                       txt is not null and regexp_matches(txt, {bind(d.pattern)}) as hit,
+                       txt is not null and len(
+                           list_filter({skip}::varchar[], lambda p: starts_with(txt, p))
+                       ) > 0 as comment
+                from decoded
+                where txt is null or not regexp_full_match(txt, '\\s*')
+            )
+            select line,
+                   left(coalesce(txt, blob::varchar), $keep) as raw,
+                   case when txt is null then 'invalid UTF-8'
+                        when not hit and not comment and {bind(d.reject_unmatched)}
+                            then 'not a {d.name} line'
+                   end as pre_reason,
+                   case when hit and not comment then {obj} end as rec,
+                   case when comment then 'comment line'
+                        when txt is not null and not hit and not {bind(d.reject_unmatched)}
+                            then 'not a {d.name} line'
+                   end as skip_kind
+            from marked
+        """  # noqa: S608 - the name is a checked definition name, values are bound
+    self_record = "$" in d.records or "" in d.records
+    lists = []
+    for rp in d.records:
+        if rp in ("$", ""):
+            continue
+        x = f"json_extract(doc, {bind(json_path(rp))})"
+        if rp.endswith("[]"):
+            lists.append(f"nullif({x}, []::json[])")
+        else:
+            # a path to an array of records, or to one record
+            lists.append(
+                f"case json_type({x}) when 'ARRAY' then nullif(json_extract({x}, '$[*]'), "
+                f"[]::json[]) when 'OBJECT' then [{x}] end"
+            )
+    if document and self_record:
+        lists.append("case json_type(doc) when 'ARRAY' then json_extract(doc, '$[*]') end")
+    elif self_record:
+        lists.append("case json_type(doc) when 'OBJECT' then [doc] end")
+    shown = ", ".join(d.records)
+    text_of = "try(decode(raw))"
+    if lists != ["case json_type(doc) when 'OBJECT' then [doc] end"]:
+        recs = lists[0] if len(lists) == 1 else f"coalesce({', '.join(lists)})"
+        unnest = f"""
+            , listed as (
+                select line, txt, blob, doc,
+                       case when doc is null then null else {recs} end as recs
+                from parsed
+            ), expanded as (
+                select line, txt, blob, doc,
+                       unnest(case when recs is null or len(recs) = 0 then [null::json]
+                                   else recs end) as rec,
+                       unnest(case when recs is null or len(recs) = 0 then [0]
+                                   else range(1, len(recs) + 1) end) as n,
+                       recs is null or len(recs) = 0 as none
+                from listed
+            )"""  # noqa: S608 - values are bound
+        line = "n" if document else "line"
+        raw = "left(coalesce(rec::varchar, txt, blob::varchar), $keep)"
+        reason = f"""case when txt is null then 'invalid UTF-8'
+                          when doc is null then 'broken JSON'
+                          when none then {bind("no records at " + shown)}
+                          when json_type(rec) <> 'OBJECT' then 'not a JSON object'
+                     end"""
+        src = "expanded"
+    else:
+        unnest = ""
+        line = "line"
+        raw = "left(coalesce(txt, blob::varchar), $keep)"
+        reason = """case when txt is null then 'invalid UTF-8'
+                         when doc is null then 'broken JSON'
+                         when json_type(doc) <> 'OBJECT' then 'not a JSON object'
+                    end"""
+        src = "(select *, doc as rec from parsed)"
+    return f"""
+        with decoded as (
+            select line, raw as blob,
+                   case when line = 1 then ltrim({text_of}, chr(65279)) else {text_of} end
+                       as txt
+            from _chunk
+        ), parsed as (
+            select line, blob, txt, try(txt::json) as doc from decoded
+            where txt is null or not regexp_full_match(txt, '\\s*')
+        ){unnest}
+        select {line} as line, {raw} as raw, {reason} as pre_reason,
+               rec, null::varchar as skip_kind
+        from {src}
+    """  # noqa: S608 - the records path is shown, not run; values are bound
+
+
+def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, list[str]]:
+    """The records with ``f_<column>`` text fields and ``skip_kind`` (null: an attempt)."""
+    kind = kinds.KINDS[d.kind]
+    cols = []
+    for n in kind.fields:
+        col = d.columns.get(n, Column())
+        # an outcome the map does not know stays as it is: its reject names it
+        v = _value_sql(col, bind, keep_unmapped=n == "outcome")
+        if n == "ts":
+            v = _ts_sql(d, v, bind)
+        cols.append(f"{v} as {db.quote_identifier('f_' + n)}")
+    extras = list(d.extras)
+    for n in extras:
+        cols.append(f"{_value_sql(d.extras[n], bind)} as {db.quote_identifier('f_' + n)}")
+    attempt = "true"
+    what = "null::varchar"
+    counted = "_a"
+    if d.attempt_fields:
+        what = _value_sql(Column(paths=d.attempt_fields), bind)
+        tests = []
+        if d.attempt_values:
+            tests.append(f"list_contains({bind(list(d.attempt_values))}::varchar[], x)")
+        if d.attempt_prefixes:
+            tests.append(
+                f"len(list_filter({bind(list(d.attempt_prefixes))}::varchar[], "
+                "lambda p: starts_with(x, p))) > 0"
+            )
+        if d.attempt_suffixes:
+            tests.append(
+                f"len(list_filter({bind(list(d.attempt_suffixes))}::varchar[], "
+                "lambda p: ends_with(rtrim(x, '/'), p))) > 0"
+            )
+        match = " or ".join(tests) if tests else "true"
+        if d.attempt_exclude:
+            match = (
+                f"({match}) and not list_contains({bind(list(d.attempt_exclude))}::varchar[], x)"
+            )
+        # an array value (ECS event.category) is an attempt when any element is
+        elements = (
+            "case when starts_with(_a, '[') then "
+            "coalesce(try(json_extract_string(_a::json, '$[*]')), [_a]) else [_a] end"
+        )
+        attempt = f"_a is null or len(list_filter({elements}, lambda x: {match})) > 0"
+        counted = f"array_to_string({elements}, ',')"
+    counted_missing = "'(none)'"
+    # a record without the field is not an attempt, unless the definition only excludes
+    # values (every record is one but those): then it is, and its validation says what it lacks
+    only_excludes = d.attempt_exclude and not (
+        d.attempt_values or d.attempt_prefixes or d.attempt_suffixes
+    )
+    positive = bool(d.attempt_fields and not only_excludes)
+    if d.count_by:
+        counted = f"coalesce({_value_sql(Column(paths=d.count_by), bind)}, '(none)')"
+        counted_missing = "_counted"
+    if d.skip_label:
+        counted = counted_missing = bind(d.skip_label)
+    skipped_outcomes = [k for k, v in d.columns["outcome"].mapping if v == SKIP]
+    outcome_f = db.quote_identifier("f_outcome")
+    sql = f"""
+        with r as (
+            {_records_sql(d, bind, document=document)}
+        ), f as (
+            select line, raw, pre_reason, skip_kind, {what} as _a, {counted} as _counted,
+                   {", ".join(cols)}
+            from r
+        )
+        select line, raw, pre_reason,
+               * exclude (line, raw, pre_reason, skip_kind, _a, _counted),
+               case when skip_kind is not null then skip_kind
+                    when pre_reason is not null then null
+                    when _a is null and {bind(positive)} then {counted_missing}
+                    when not coalesce({attempt}, false) then _counted
+                    when {bind(bool(skipped_outcomes))} and lower({outcome_f}) = {bind(SKIP)}
+                        then 'outcome not final'
+               end as skip_kind
+        from f
+    """  # noqa: S608 - identifiers are checked column names, values are bound
+    return sql, extras
+
+
+def _is_document(path: Path) -> bool:
+    """A JSON file that is one document (an array, or an object over several lines), not
+    JSON Lines: its first non-blank line is not a whole JSON value, or is an array."""
+    for text in lines.first_lines(path, limit=5):
+        s = text.strip()
+        if not s:
+            continue
+        if s.startswith("["):
+            return True
+        try:
+            json.loads(s)
+        except (ValueError, RecursionError):
+            return s.startswith("{")
+        return False
+    return False
+
+
+def load_definition(
+    con: duckdb.DuckDBPyConnection,
+    d: Definition,
+    kind: Kind,
+    path: Path,
+    res: FileResult,
+    opts: ReadOptions,
+) -> None:
+    """Load one file as the definition says: attempts to ``auth_events``, bad records to
+    ``rejects``, the others counted in ``res.skipped`` by kind."""
+    lines.refuse_binary(path, f"a {d.title} log")
+    if kind.name != d.kind:
+        raise UnreadableFile(f"{path}: {d.name} logs hold {d.kind}, not {kind.name}")
+    if opts.login_paths and d.login_path:
+        d = dataclasses.replace(
+            d, attempt_values=(), attempt_prefixes=opts.login_paths, attempt_suffixes=()
+        )
+    document = d.input == "json" and _is_document(path)
+    bind = _Binder()
+    sql, extras = _stage_sql(d, bind, document=document)
+    values = {**bind.values, "keep": RAW_KEEP_CHARS}
+    chunks = _document_chunk(path) if document else lines.iter_chunks(path)
+    for chunk in chunks:
+        table = db.batched(chunk.table)
+        staged = db.scratch_sql(con, sql, values, _chunk=table).to_arrow_table()
+        # the staged records are the next query's _chunk (see db.scratch_sql)
+        skipped = db.scratch_sql(
+            con,
+            "select skip_kind, count(*) from _chunk where skip_kind is not null group by 1",
+            _chunk=staged,
+        ).fetchall()
+        for what, n in skipped:
+            res.skipped[what] = res.skipped.get(what, 0) + n
+            res.rows_skipped += n
+        cols = ", ".join(
+            db.quote_identifier("f_" + n) for n in [*kinds.KINDS[d.kind].fields, *extras]
+        )
+        rec = Records(
+            f"select line, raw, pre_reason, {cols} from _chunk where skip_kind is null",  # noqa: S608
+            {},
+            extras,
+        )
+        validate.store(con, kind, res, rec, opts.tz, chunk=staged)
+        if opts.progress:
+            opts.progress(f"{path.name}: {res.rows_read + res.rows_skipped:,} records")
+    if d.input == "json" and res.rows_read and res.not_json == res.rows_read:
+        raise UnreadableFile(
+            f"{path}: no record is a JSON object; is it a {d.title} log ({d.name})?"
+        )
+    res.rows_read += res.rows_skipped
+    res.rows_rejected = res.rows_read - res.rows_loaded - res.rows_skipped
+    if document:
+        res.notes.append("one JSON document: rejects are numbered by record, not by line")
+    if res.rows_read and res.rows_loaded == 0 and res.rows_rejected == 0:
+        if d.login_path and d.skip_label and res.skipped.get(d.skip_label):
+            # requests, none of them to a login path: the service's own path is the likely cause
+            res.notes.append(
+                "no record is an attempt: no request is to a login path; name the path your "
+                "service logs in on with --login-path (repeatable), e.g. --login-path /api/auth"
+            )
+        else:
+            article = "an" if d.title[:1].lower() in "aeiou" else "a"
+            res.notes.append(f"no record is an attempt: is this {article} {d.title} ({d.name})?")
+    if res.skipped:
+        parts = sorted(res.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{k}: {n:,}" for k, n in parts[:12])
+        more = f", and {len(parts) - 12} other kinds" if len(parts) > 12 else ""
+        noun = "record is" if res.rows_skipped == 1 else "records are"
+        res.notes.append(f"{res.rows_skipped:,} {noun} not attempts ({shown}{more})")
+
+
+def _document_chunk(path: Path):
+    """The whole file as one row, for a JSON document (an export is read at once)."""
+    data = lines.open_bytes(path).read()
+    table = pa.table(
+        {"line": pa.array([1], pa.int64()), "raw": pa.array([data], pa.large_binary())}
+    )
+    yield lines.Chunk(table, len(data), len(data))
+
+
+# --- the registry's entry points ---
+
+
+def reader_for(d: Definition) -> Callable[..., None]:
+    """The read function of a definition, for :mod:`analysis.ingest.registry`."""
+
+    def read(
+        con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, res: FileResult, opts: ReadOptions
+    ) -> None:
+        load_definition(con, d, kind, path, res, opts)
+
+    return read
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    """A path's value in a small Python object (for the content signature only)."""
+    m = SELECTOR.match(path)
+    if m:
+        items = _lookup(obj, m["list"])
+        if not isinstance(items, list):
+            return None
+        for it in items:
+            if isinstance(it, dict) and str(_lookup(it, m["key"])) == m["value"]:
+                return _lookup(it, m["rest"].lstrip(".")) if m["rest"] else it
+        return None
+    for part in split_path(path):
+        key = part[:-2] if part.endswith("[]") else part
+        if isinstance(obj, dict) and key in obj:
+            obj = obj[key]
+        elif isinstance(obj, dict) and path in obj:  # a dotted key written flat
+            return obj[path]
+        else:
+            return None
+        if part.endswith("[]"):
+            obj = obj[0] if isinstance(obj, list) and obj else None
+    return obj
+
+
+def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
+    """The content signature of a definition: its signature fields in the first records
+    (JSON), or its pattern on most of the first lines (text)."""
+
+    def sniff(sample: list[str]) -> str | None:
+        if d.input == "text":
+            pat = re.compile(d.signature_pattern or d.pattern or "")
+            body = [s for s in sample if s.strip() and not s.startswith(tuple(d.skip_lines))]
+            hits = sum(bool(pat.search(s)) for s in body)
+            if body and hits >= max(1, len(body) // 2):
+                return f"{hits} of the first {len(body)} lines match its pattern"
+            return None
+        if not d.signature_sets:
+            return None
+        objs = []
+        for s in sample[:20]:
+            try:
+                objs.append(json.loads(s))
+            except (ValueError, RecursionError):
+                objs = []
+                break
+        if objs:
+            recs = []
+            for o in objs:
+                got = None
+                for rp in d.records:
+                    got = o if rp in ("$", "") else _lookup(o, rp.removesuffix("[]"))
+                    if isinstance(got, list):
+                        got = got[0] if got else None
+                    if got is not None:
+                        break
+                if got is None:
+                    return None
+                recs.append((o, got))
+            for fields in d.signature_sets:
+                if all(
+                    isinstance(r, dict)
+                    and all(_lookup(r, f) is not None or _lookup(o, f) is not None for f in fields)
+                    for o, r in recs
+                ):
+                    return f"its records have {', '.join(fields)}"
+            return None
+        # one document over many lines: its keys, as they are written, in the first lines
+        text = "\n".join(sample)
+        heads = [split_path(r)[0].removesuffix("[]") for r in d.records if r not in ("$",)]
+        wrapped = not heads or "$" in d.records or any(f'"{h}"' in text for h in heads)
+        if not text.lstrip().startswith(("{", "[")) or not wrapped:
+            return None
+        for fields in d.signature_sets:
+            keys = [split_path(f)[-1].removesuffix("[]") for f in fields]
+            if all(f'"{k}"' in text for k in keys):
+                return f"a JSON document with {', '.join(keys)}"
+        return None
+
+    return sniff

@@ -1,0 +1,316 @@
+"""``postmortem report``: check the parameters, execute the notebooks through papermill into a
+staging folder, convert them to HTML, and rename the folder into place only when all went well.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from analysis import config, db
+from analysis.errors import ReportError
+from analysis.report import draft, params
+from analysis.report.run import NOTEBOOK, STAGING_ENV, TIMINGS_PREFIX, Run, notebooks_of
+
+
+def gather_parameters(args: Any) -> dict[str, Any]:
+    """Config file values overlaid with the flags that were given."""
+    given: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        given.update(params.read_config(args.config))
+    for key in params.DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            given[key] = value
+    # the sample's files are the defaults only while no input is named: a report on your own
+    # auth log must not pick up the sample's queries and timeline for the ones you left out
+    if any(key in given for key in params.INPUTS):
+        for key in params.INPUTS:
+            given.setdefault(key, "")
+    return params.resolve(given)
+
+
+def main(args: Any, say: Callable[[str], None]) -> int:
+    """``postmortem report``: check, execute the notebook, convert, move into place."""
+    started = time.monotonic()
+    p = gather_parameters(args)
+    if getattr(args, "memory_limit", None):
+        os.environ[db.MEMORY_ENV] = args.memory_limit
+    if getattr(args, "threads", None):
+        os.environ[db.THREADS_ENV] = str(args.threads)
+    run = Run(p, say=say)
+    final = run.out_dir
+    # checked first: whatever else is wrong, a folder that is not a report is never replaced
+    if final.exists() and (
+        not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())
+    ):
+        raise ReportError(
+            f"{final}: exists and is not a report folder (no manifest.json); a report replaces "
+            "its folder, so choose another --out"
+        )
+    if p["engine"] == "spark":
+        from analysis.engines import spark as spark_engine
+
+        spark_engine.require()  # without PySpark, one line saying how to install it
+    # a missing input stops here, before a kernel starts
+    files = {key: run.input_files(key) for key in params.INPUTS}
+    if p["engine"] == "spark":
+        from analysis.kinds import AUTH, QUERIES
+
+        for kind, key in ((AUTH, "auth_logs"), (QUERIES, "query_logs")):
+            if files[key]:  # local files (URIs are Spark's to read)
+                spark_engine.check_parquet(kind, files[key])
+    elif p["in_place"]:
+        from analysis.engines import in_place as inplace
+        from analysis.kinds import AUTH, QUERIES
+
+        inplace.check_parquet(AUTH, files["auth_logs"])
+        inplace.check_parquet(QUERIES, files["query_logs"])
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    km = None
+    previous = os.environ.get(STAGING_ENV)
+    staging.chmod(0o755)
+    try:
+        # each notebook's HTML is written while the next notebook runs (its kernel is a
+        # process of its own): nbconvert's first conversion takes about 2 s
+        # papermill and nbconvert are imported here, on this thread, before the converter
+        # starts: both import jupyter_client, whose modules import each other, and two
+        # threads importing it at once can meet a partially initialised module (CI saw
+        # "cannot import name 'AsyncKernelManager' from partially initialized module").
+        # After papermill, nbconvert's own import is 0.2 s; the templates stay in the thread.
+        # The first notebook's kernel boots (0.6-0.7 s) while they import (about 1 s); it
+        # inherits the staging folder from the environment, as papermill's would
+        os.environ[STAGING_ENV] = str(staging)
+        km = start_kernel()
+        import nbconvert  # noqa: F401
+        import papermill  # noqa: F401
+
+        with ThreadPoolExecutor(max_workers=1) as converter:
+            # nbconvert's first conversion loads its templates (0.9 s, then 0.2 s each):
+            # done while the kernel, a process of its own, runs the notebook
+            converter.submit(warm_html)
+            pages = []
+            notebooks = notebooks_of(p)
+            if len(notebooks) == 1 and p["exploration"] and not getattr(args, "quiet", False):
+                print(
+                    "  explore.ipynb: left out (it reads rows; only Spark reads these URIs)",
+                    file=sys.stderr,
+                )
+            for name in notebooks:
+                began = time.monotonic()
+                # execute stops the kernel; a later notebook gets one of its own from papermill
+                kernel, km = km, None
+                execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name, km=kernel)
+                pages.append(converter.submit(to_html, staging / name))
+                if not getattr(args, "quiet", False):
+                    print(
+                        f"  {name}: {time.monotonic() - began:.1f} s "
+                        f"({step_timings(staging / name)})",
+                        file=sys.stderr,
+                    )
+            for page in pages:
+                page.result()
+        swap_into_place(staging, final)
+    finally:
+        if km is not None:  # started, and its notebook never ran
+            stop_kernel(km)
+        if previous is None:
+            os.environ.pop(STAGING_ENV, None)
+        else:
+            os.environ[STAGING_ENV] = previous
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    s = json.loads((final / "summary.json").read_text(encoding="utf-8"))
+    for key in ("auth", "queries", "timeline"):
+        counts = s["ingest"].get(key)
+        if counts:
+            skipped = counts.get("rows_skipped")
+            print(
+                f"{key:<9} {counts['rows_read']:,} read, {counts['rows_loaded']:,} loaded, "
+                f"{counts['rows_rejected']:,} rejected"
+                + (f", {skipped:,} skipped" if skipped else "")
+            )
+    print(draft.headline(s))
+    print(f"report written to {final} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def step_timings(notebook: Path) -> str:
+    """The step timings an executed notebook printed, or '' when it printed none."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "")
+            if TIMINGS_PREFIX in text:
+                return text.split(TIMINGS_PREFIX, 1)[1].strip()
+    return "kernel start-up and display"
+
+
+def swap_into_place(staging: Path, final: Path) -> None:
+    """Rename a finished staging folder to ``final``, moving an older report aside first.
+
+    Two runs may finish at once: each retries until its own rename wins, so the folder in
+    place is always one complete report, never a mix.
+    """
+    for attempt in range(50):
+        try:
+            staging.rename(final)
+            break
+        except OSError:
+            old = final.with_name(f".{final.name}.old-{os.getpid()}-{attempt}")
+            try:
+                final.rename(old)
+            except FileNotFoundError:
+                continue  # the other run moved it first; try again
+            if (old / "manifest.json").exists() or not any(old.iterdir()):
+                shutil.rmtree(old, ignore_errors=True)  # only ever an earlier report
+    else:
+        raise ReportError(f"{final}: could not be replaced (is a file open in it?)")
+
+
+#: the kernel's own start-up warnings (TCP on loopback) are not the user's business
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+def start_kernel() -> Any:
+    """Start the project's kernel (``python3``) in the working directory; it boots while
+    the caller goes on, and :func:`execute` runs a notebook in it. The manager keeps the
+    clients made of it (papermill's among them), for :func:`stop_kernel` to close."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    class Manager(AsyncKernelManager):
+        def client(self, **kwargs: Any) -> Any:
+            made = super().client(**kwargs)
+            self.made_clients.append(made)
+            return made
+
+    km = Manager(kernel_name="python3")
+    km.made_clients = []
+    run_sync(km.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=os.getcwd())
+    return km
+
+
+def stop_kernel(km: Any) -> None:
+    """Close the clients of a kernel of :func:`start_kernel` and shut it down as papermill
+    does: gracefully, so that the kernel's exit handlers run (an in-place report removes
+    its session file there)."""
+    from jupyter_core.utils import run_sync
+
+    for made in km.made_clients:
+        made.stop_channels()
+    try:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=False)
+    except RuntimeError:  # "No kernel is running!": it is gone already
+        pass
+    finally:
+        run_sync(km.cleanup_resources)()
+
+
+def execute(
+    p: dict[str, Any],
+    staging: Path,
+    *,
+    quiet: bool = False,
+    notebook: str = NOTEBOOK,
+    km: Any = None,
+) -> None:
+    """Run one notebook through papermill into ``staging``, in the kernel of ``km`` (from
+    :func:`start_kernel`; shut down here) or in one papermill starts.
+
+    A failing cell becomes one :class:`ReportError` naming the notebook and the cell.
+    """
+    import logging
+
+    import papermill as pm
+
+    # papermill warns about things we check ourselves (unknown parameters) and logs every
+    # cell's output at INFO; the progress bar is what a person at a terminal wants
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+    nb_in = config.NOTEBOOKS_DIR / notebook
+    previous = os.environ.get(STAGING_ENV)
+    os.environ[STAGING_ENV] = str(staging)
+    try:
+        pm.execute_notebook(
+            str(nb_in),
+            str(staging / notebook),
+            parameters=p,
+            progress_bar=not quiet and sys.stderr.isatty(),
+            log_output=False,
+            cwd=os.getcwd(),
+            kernel_name="python3",
+            extra_arguments=KERNEL_ARGUMENTS,
+            **({} if km is None else {"km": km}),
+        )
+    except pm.PapermillExecutionError as exc:
+        cell = _cell_label(staging / notebook, exc.cell_index)
+        raise ReportError(
+            f"{notebook}, cell {exc.exec_count or exc.cell_index} ({cell}) failed: "
+            f"{exc.ename}: {' '.join(str(exc.evalue).split())}"
+        ) from None
+    finally:
+        if km is not None:
+            stop_kernel(km)
+        if previous is None:
+            os.environ.pop(STAGING_ENV, None)
+        else:
+            os.environ[STAGING_ENV] = previous
+
+
+def _cell_label(path: Path, index: int) -> str:
+    """The first line of a cell's source, to name it in an error."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(path, as_version=4)
+        first = nb.cells[index].source.strip().splitlines()[0]
+        return first[:60]
+    except Exception:  # the label is a nicety; the error itself must still be reported
+        return "?"
+
+
+def warm_html() -> None:
+    """Load nbconvert and its templates with the conversion of an empty notebook."""
+    import nbformat
+
+    _exporter().from_notebook_node(nbformat.v4.new_notebook())
+
+
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    return exporter
+
+
+def to_html(notebook: Path) -> Path:
+    """HTML of an executed notebook: code hidden, images embedded, one standalone file."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    body, _ = _exporter().from_notebook_node(nb)
+    # a report opened offline must not reach for the internet: no math and no widgets here,
+    # so MathJax and require.js (fetched from a CDN by the template) are left out
+    body = re.sub(
+        r"\s*<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", body, flags=re.S
+    )
+    body = re.sub(r'\s*<script src="https?://[^"]*"></script>', "", body)
+    target = notebook.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target

@@ -1,0 +1,297 @@
+"""Source definitions and the presets built from the vendors' documentation.
+
+Each preset has a fixture written from its vendor's documentation (``tests/fixtures/presets``)
+and the counts that fixture holds by construction (``<fixture>.expected.json``); the engine's
+own rules are tested on tiny logs written here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from analysis import config, db, errors
+from analysis.figures import views
+from analysis.ingest import load, registry
+from analysis.ingest.definitions import reader as sources
+from analysis.ingest.definitions import schema as definitions
+from tests.conftest import require_shared
+
+FIXTURES = Path(
+    os.environ.get(
+        "POSTMORTEM_PRESET_FIXTURES", Path(__file__).resolve().parents[1] / "fixtures" / "presets"
+    )
+)
+EXPECTED = sorted(FIXTURES.glob("*.expected.json"))
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = db.connect(tmp_path / "t.duckdb")
+    views.install_macros(c)
+    yield c
+    c.close()
+
+
+def _fixture(want: dict) -> Path:
+    """A fixture of ours, or a real file of ../shared/real-logs (never copied here)."""
+    if want["fixture"].startswith("../shared/"):
+        return require_shared() / want["fixture"].removeprefix("../shared/real-logs/")
+    return FIXTURES / want["fixture"]
+
+
+def _figures(con, codes):
+    return con.execute(
+        """
+        select count(*), count(*) filter (where outcome = 'failure'),
+               count(*) filter (where is_system_failure(outcome, error_code, $codes)),
+               count(*) filter (where user_id is null), count(distinct user_id),
+               strftime(min(ts), '%Y-%m-%dT%H:%M:%S.%g') || 'Z',
+               strftime(max(ts), '%Y-%m-%dT%H:%M:%S.%g') || 'Z'
+        from auth_events
+        """,
+        {"codes": codes},
+    ).fetchall()[0]
+
+
+@pytest.mark.parametrize("expected", EXPECTED, ids=[p.name.split(".")[0] for p in EXPECTED])
+def test_each_preset_reads_its_documented_fixture_to_the_known_counts(con, expected):
+    want = json.loads(expected.read_text())
+    path = _fixture(want)
+    res = load.load(con, auth=path, auth_format=want["preset"]).files[0]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected, res.rows_skipped) == (
+        want["rows_read"],
+        want["rows_loaded"],
+        want["rows_rejected"],
+        want["rows_skipped"],
+    )
+    assert res.rows_read == res.rows_loaded + res.rows_rejected + res.rows_skipped
+    unmatched = f"not a {want['preset']} line"
+    skipped = {("(unmatched)" if k == unmatched else k): n for k, n in res.skipped.items()}
+    assert skipped == want["skipped_by_kind"]
+    codes = list(config.USER_ERROR_CODES) + registry.user_codes([want["preset"]])
+    attempts, failures, system, no_user, users, first, last = _figures(con, codes)
+    assert attempts == want["attempts"]
+    assert failures == want["failures"]
+    assert system == want["system_failures"]
+    assert no_user == want["attempts_without_user"]
+    assert users == want["distinct_users"]
+    assert (first, last) == (want["first_ts"], want["last_ts"])
+    rejected = [r[0] for r in con.execute("select line from rejects order by line").fetchall()]
+    assert rejected == sorted(r["record"] for r in want["rejected"])
+
+
+@pytest.mark.parametrize("expected", EXPECTED, ids=[p.name.split(".")[0] for p in EXPECTED])
+def test_auto_recognises_each_preset_by_its_content(tmp_path, expected):
+    want = json.loads(expected.read_text())
+    path = _fixture(want)
+    # the ending says nothing: the content decides
+    plain = tmp_path / "export.log"
+    plain.write_bytes(path.read_bytes())
+    reader, why = load.choose_reader(plain, "auto", load.AUTH)
+    assert reader.name == want["preset"] and why
+
+
+def test_a_preset_is_in_the_registry_and_the_choices(tmp_path):
+    for name in ("okta", "auth0", "keycloak"):
+        if (definitions.PRESET_DIR / f"{name}.yaml").exists():
+            assert name in registry.names("auth")
+            assert registry.READERS[name].preset
+
+
+# --- the engine's rules, on logs written here ---
+
+DEFINITION = """
+name: gateway
+description: our gateway's JSON log
+input: json
+records: entries[]
+signature: {fields: [when, verdict, action]}
+attempts: {field: action, values: [login], prefixes: ["sso."]}
+fields:
+  ts: when
+  user_id: {path: [who.name, who.id], null_values: ["-"]}
+  outcome: {path: verdict, map: {OK: success, "DENY*": failure, STEP: skip}}
+  error_code: why
+timestamp: epoch_ns
+extras:
+  region: '"geo.region"'
+  tenant: attrs[key=tenant].value.stringValue
+constants: {auth_path: gateway}
+error_classes: {user: [bad_password]}
+"""
+
+DOCUMENT = {
+    "entries": [
+        {
+            "when": "1705660200123456789",
+            "who": {"name": "ann"},
+            "verdict": "OK",
+            "action": "login",
+            "geo.region": "eu",
+            "attrs": [{"key": "tenant", "value": {"stringValue": "t1"}}],
+        },
+        {
+            "when": "1705660260000000000",
+            "who": {"id": "u-2"},
+            "verdict": "DENY_PASSWORD",
+            "action": "sso.saml",
+            "why": "bad_password",
+        },
+        {
+            "when": "1705660320000000000",
+            "who": {"name": "-"},
+            "verdict": "deny",
+            "action": "login",
+            "why": "upstream_timeout",
+        },
+        {
+            "when": "1705660380000000000",
+            "who": {"name": "ann"},
+            "verdict": "STEP",
+            "action": "login",
+        },
+        {
+            "when": "1705660440000000000",
+            "who": {"name": "ann"},
+            "verdict": "OK",
+            "action": "logout",
+        },
+        {"when": "soon", "who": {"name": "bob"}, "verdict": "OK", "action": "login"},
+        {
+            "when": "1705660500000000000",
+            "who": {"name": "bob"},
+            "verdict": "MAYBE",
+            "action": "login",
+        },
+    ]
+}
+
+
+def test_a_definition_reads_nested_paths_maps_epochs_and_counts_what_it_skips(con, tmp_path):
+    d = tmp_path / "gateway.yaml"
+    d.write_text(DEFINITION)
+    log = tmp_path / "gw.json"
+    log.write_text(json.dumps(DOCUMENT, indent=2))
+    res = load.load(con, auth=log, auth_format=str(d)).files[0]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected, res.rows_skipped) == (7, 3, 2, 2)
+    assert res.skipped == {"logout": 1, "outcome not final": 1}
+    rows = con.execute(
+        "select strftime(ts, '%Y-%m-%dT%H:%M:%S.%f'), user_id, outcome, error_code, region, "
+        "tenant, auth_path from auth_events order by line"
+    ).fetchall()
+    assert rows == [
+        ("2024-01-19T10:30:00.123456", "ann", "success", None, "eu", "t1", "gateway"),
+        ("2024-01-19T10:31:00.000000", "u-2", "failure", "bad_password", None, None, "gateway"),
+        ("2024-01-19T10:32:00.000000", None, "failure", "upstream_timeout", None, None, "gateway"),
+    ]
+    reasons = con.execute("select line, reason from rejects order by line").fetchall()
+    assert reasons == [(6, "unparseable or impossible time: soon"), (7, "unknown outcome: MAYBE")]
+    assert registry.user_codes([res.format], given=str(d)) == ["bad_password"]
+
+
+def test_the_same_definition_reads_json_lines_and_is_recognised_by_content(con, tmp_path):
+    d = tmp_path / "gateway.yaml"
+    d.write_text(DEFINITION)
+    log = tmp_path / "gw.ndjson"
+    log.write_text(
+        "\n".join(json.dumps({"entries": [e]}) for e in DOCUMENT["entries"]) + "\n{oops\n"
+    )
+    res = load.load(con, auth=log, auth_format=str(d)).files[0]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected, res.rows_skipped) == (8, 3, 3, 2)
+    # JSON Lines keep their line numbers
+    assert con.execute("select line from rejects order by line").fetchall() == [(6,), (7,), (8,)]
+    sniff = sources.sniffer_for(definitions.read_definition(d))
+    assert sniff(log.read_text().splitlines()[:3])
+
+
+TEXT_DEFINITION = r"""
+name: portal
+input: text
+pattern: '^(?P<ts>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}) (?P<rest>.*)$'
+keyvalues: rest
+skip_lines: ["#"]
+attempts: {field: event}
+fields:
+  ts: ts
+  user_id: {path: user, null_values: ["null"]}
+  outcome: {path: status, map: {"2*": success, "3*": success, "4*": failure, "5*": failure}}
+  error_code: status
+timestamp: "%d/%b/%Y:%H:%M:%S %z"
+"""
+
+
+def test_a_text_definition_reads_key_value_lines_with_zoned_times(con, tmp_path):
+    d = tmp_path / "portal.yaml"
+    d.write_text(TEXT_DEFINITION)
+    log = tmp_path / "portal.txt"
+    log.write_text(
+        "# started\n"
+        '19/Jan/2024:11:30:00 +0100 event=login, user="ann", status=200\n'
+        "19/Jan/2024:11:31:00 +0100 event=login, user=null, status=503\n"
+        "garbage line\n"
+        "19/Jan/2024:11:32:00 +0100 user=bob, status=401\n"
+    )
+    res = load.load(con, auth=log, auth_format=str(d)).files[0]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected, res.rows_skipped) == (5, 2, 0, 3)
+    assert res.skipped == {"comment line": 1, "not a portal line": 1, "(none)": 1}
+    rows = con.execute(
+        "select strftime(ts, '%H:%M'), user_id, outcome, error_code from auth_events order by line"
+    ).fetchall()
+    assert rows == [("10:30", "ann", "success", "200"), ("10:31", None, "failure", "503")]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("name: x\nfields: {ts: a, outcome: b}\nrecrods: x\n", "unknown key(s) recrods"),
+        ("name: x\nfields: {ts: a}\n", "no path for outcome"),
+        ("name: x\nfields: {ts: a, outcome: b, who: c}\n", "fields.who: not a column"),
+        ("name: x\nfields: {ts: a, outcome: b}\ntimestamp: nanos\n", "timestamp 'nanos'"),
+        ("name: x\ninput: text\npattern: '(a'\nfields: {ts: a, outcome: b}\n", "pattern:"),
+        ("- a\n- b\n", "is a mapping"),
+    ],
+)
+def test_a_definition_that_cannot_be_used_is_one_clear_error(con, tmp_path, text, fragment):
+    d = tmp_path / "mine.yaml"
+    d.write_text(text)
+    log = tmp_path / "a.json"
+    log.write_text('{"a": 1}\n')
+    with pytest.raises(errors.LoadError, match=None) as err:
+        load.load(con, auth=log, auth_format=str(d))
+    assert str(d) in str(err.value) and fragment in str(err.value)
+    assert con.execute("select count(*) from sources").fetchall() == [(0,)]
+
+
+def test_json_paths_quote_dotted_keys_and_iterate_arrays():
+    assert definitions.json_path("actor.alternateId") == "$.actor.alternateId"
+    assert definitions.json_path('"event.outcome"') == '$."event.outcome"'
+    assert definitions.json_path("resourceLogs[].scopeLogs[].logRecords[]") == (
+        "$.resourceLogs[*].scopeLogs[*].logRecords[*]"
+    )
+    assert definitions.json_path("@timestamp") == "$.@timestamp"
+
+
+def test_a_file_that_is_not_json_at_all_is_refused_by_a_json_preset(con, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text('10.0.0.2 - - [18/Nov/2018:21:34:30 +0000] "GET / HTTP/2.0" 401 17\n' * 3)
+    with pytest.raises(errors.LoadError, match="no record is a JSON object; is it a .*okta"):
+        load.load(con, auth=log, auth_format="okta")
+    assert con.execute("select count(*) from rejects").fetchall() == [(0,)]
+
+
+def test_an_access_log_without_a_login_request_says_to_name_the_path(con, tmp_path):
+    path = tmp_path / "access.log"
+    path.write_text(
+        '10.0.0.1 - - [19/Jan/2024:10:30:00 +0000] "GET /home HTTP/1.1" 200 12 "-" "curl"\n'
+        '10.0.0.2 - - [19/Jan/2024:10:30:01 +0000] "POST /api/auth HTTP/1.1" 401 3 "-" "curl"\n',
+        encoding="utf-8",
+    )
+    res = load.load(con, auth=path, auth_format="access").files[0]
+    assert (res.rows_loaded, res.skipped) == (0, {"not a login path": 2})
+    assert any("--login-path" in note for note in res.notes), res.notes
+    res = load.load(con, auth=path, auth_format="access", login_paths=["/api/auth"]).files[0]
+    assert res.rows_loaded == 1

@@ -1,0 +1,173 @@
+"""The fast path of clean JSON Lines (analysis.ingest.fastjson): the same rows, line numbers and
+fingerprints as the line-level path, and the line-level path wherever a line needs it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis import db
+from analysis.ingest import fastjson, load
+
+COLUMNS = "line, ts, duration_ms, statement, fingerprint, request_id, caller, db_host, rows"
+
+
+def _queries(n: int) -> list[str]:
+    """``n`` query lines whose request id names their line; varied values and extras."""
+    out = []
+    for i in range(1, n + 1):
+        row = {
+            "ts": f"2024-01-19T10:{i // 6000 % 60:02d}:{i // 100 % 60:02d}.{i % 1000:03d}Z",
+            "duration_ms": [1.5, 20, "3.25", 1e2][i % 4],
+            "statement": f"SELECT * FROM t{i % 7} WHERE id = {i} AND name = 'n{i}'",  # noqa: S608 - data
+            "request_id": f"r{i}",
+            "caller": None if i % 5 == 0 else "api",
+            "rows": i % 3,
+        }
+        if i == n // 2:
+            row["shard"] = {"a": 1}  # an extra field in the middle of the file only
+        out.append(json.dumps(row))
+    return out
+
+
+def _load(tmp_path, name: str, lines: list[str], *, fast: bool, monkeypatch) -> tuple:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(fastjson, "MIN_BYTES", 0 if fast else 1 << 62)
+    con = db.connect(tmp_path / f"{name}-{fast}.duckdb")
+    result = load.load(con, queries=path)
+    rows = con.execute(f"select {COLUMNS}, shard from db_queries order by line").fetchall()  # noqa: S608
+    rejects = con.execute("select line, raw, reason from rejects order by line").fetchall()
+    con.close()
+    return result.files[0], rows, rejects
+
+
+def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
+    tmp_path, monkeypatch
+):
+    # 300k lines (about 50 MB): read_json reads it in several parallel parts
+    lines = _queries(300_000)
+    seen = []
+    monkeypatch.setattr(fastjson, "_check", lambda p, f=fastjson._check: seen.append(p) or f(p))
+    fast, fast_rows, _ = _load(tmp_path, "q.jsonl", lines, fast=True, monkeypatch=monkeypatch)
+    assert seen, "the fast path was not tried"
+    slow, slow_rows, _ = _load(tmp_path, "q.jsonl", lines, fast=False, monkeypatch=monkeypatch)
+    assert (fast.rows_read, fast.rows_loaded, fast.rows_rejected) == (300_000, 300_000, 0)
+    assert (slow.rows_read, slow.rows_loaded) == (fast.rows_read, fast.rows_loaded)
+    # every row's line is the line its request id names
+    assert all(r[5] == f"r{r[0]}" for r in fast_rows)
+    assert fast_rows == slow_rows
+    assert fast_rows[149_999][-1] == '{"a":1}'
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ("", None),  # a blank line: read_json would skip it and shift every line after
+        ("{broken", "broken JSON"),
+        ('{"ts": "2024-01-19T10:00:00Z", "ts": "x", "duration_ms": 1, "statement": "s"}', None),
+        ('{"ts": "yesterday", "duration_ms": 1, "statement": "s"}', "unparseable"),
+        ("[1, 2]", "not a JSON object"),
+        # a tab before the brace: the line-level path rejects the line, read_json reads it
+        ('\t{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', "not a JSON"),
+        # spaces before the brace: the check wants '{' first, so the line-level path reads it
+        ('  {"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', None),
+        # a field named rowid, by which the fast path numbers its lines
+        ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "RowID": 1}', None),
+        # a fingerprint of its own: kept as given, which only the line-level path does
+        ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "fingerprint": "given"}', None),
+    ],
+)
+def test_a_file_with_a_line_the_fast_path_cannot_number_or_load_is_read_line_by_line(
+    tmp_path, monkeypatch, bad, reason
+):
+    lines = _queries(2000)
+    lines.insert(1000, bad)
+    fast, fast_rows, fast_rejects = _load(
+        tmp_path, "q.jsonl", lines, fast=True, monkeypatch=monkeypatch
+    )
+    slow, slow_rows, slow_rejects = _load(
+        tmp_path, "q.jsonl", lines, fast=False, monkeypatch=monkeypatch
+    )
+    assert fast_rows == slow_rows and fast_rejects == slow_rejects
+    assert (fast.rows_read, fast.rows_loaded) == (slow.rows_read, slow.rows_loaded)
+    # the lines after the bad one keep their own numbers
+    assert fast_rows[-1][0] == 2001 and fast_rows[-1][5] == "r2000"
+    if reason:
+        assert fast_rejects[0][0] == 1001 and reason in fast_rejects[0][2]
+
+
+def _assert_read_line_by_line(path, monkeypatch) -> None:
+    """``path`` (100 query lines) loads whole, line by line: the fast path's check is never
+    reached."""
+    tried = []
+    monkeypatch.setattr(fastjson, "_check", lambda p: tried.append(p))
+    con = db.connect(":memory:")
+    result = load.load(con, queries=path)
+    assert result.files[0].rows_loaded == 100 and not tried
+    assert con.execute("select max(line) from db_queries").fetchall() == [(100,)]
+    con.close()
+
+
+def test_a_compressed_file_takes_the_line_level_path(tmp_path, monkeypatch):
+    import gzip
+
+    path = tmp_path / "q.jsonl.gz"
+    path.write_bytes(gzip.compress(("\n".join(_queries(100)) + "\n").encode()))
+    monkeypatch.setattr(fastjson, "MIN_BYTES", 0)
+    _assert_read_line_by_line(path, monkeypatch)
+
+
+def test_a_file_larger_than_the_fast_paths_limit_takes_the_line_level_path(tmp_path, monkeypatch):
+    # a whole 12.3 GB file in one ordered insert ran out of the 3 GB memory limit
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(_queries(100)) + "\n", encoding="utf-8")
+    monkeypatch.setattr(fastjson, "MIN_BYTES", 0)
+    monkeypatch.setattr(fastjson, "MAX_BYTES", path.stat().st_size - 1)
+    _assert_read_line_by_line(path, monkeypatch)
+
+
+def test_the_check_runs_inside_a_jupyter_kernel(tmp_path):
+    # a report loads inside a kernel, where DuckDB refuses to turn its progress bar off
+    # (it wants ipywidgets); the check took that refusal for an unreadable file, and every
+    # file of every report went the line-level path (0.6M rows: 4.7 s against 2.7 s)
+    from jupyter_client.manager import start_new_kernel
+
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(_queries(100)) + "\n", encoding="utf-8")
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    out: list[str] = []
+    try:
+        kc.execute_interactive(
+            "import duckdb\n"
+            "from analysis.ingest import fastjson\n"
+            "try:\n"
+            "    duckdb.connect().execute('set enable_progress_bar = false')\n"
+            "    print('bar: accepted')\n"
+            "except duckdb.InvalidInputException:\n"
+            "    print('bar: refused')\n"
+            f"print('check:', fastjson._check(__import__('pathlib').Path({str(path)!r})))\n",
+            output_hook=lambda m: out.append(m["content"].get("text", "")),
+            timeout=120,
+        )
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    text = "".join(out)
+    keys = ["caller", "duration_ms", "request_id", "rows", "shard", "statement", "ts"]
+    assert f"check: (100, {keys!r})" in text, text
+    # the kernel is one where the setting is refused: otherwise this test proves nothing
+    assert "bar: refused" in text, text
+
+
+def test_the_check_gives_every_key_of_the_file_however_it_is_spelled(tmp_path):
+    """The key lists come back from DuckDB as JSON text: each key as JSON wrote it."""
+    odd = ['a "quoted" key', "comma, and space", "close]", "back\\slash", "\u0001", "é ü 中", ""]
+    rows = [{"ts": "2024-01-19T10:00:00Z", "statement": "s", k: 1} for k in odd]
+    rows.append({"ts": "2024-01-19T10:00:01Z", "statement": "s"})
+    path = tmp_path / "keys.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    n, keys = fastjson._check(path)
+    assert n == len(rows)
+    assert keys == sorted({"ts", "statement", *odd})
