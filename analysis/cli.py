@@ -19,9 +19,7 @@ from analysis import errors
 # has an "iri" field; without it, jsonschema leaves that one format unchecked.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from analysis import config, db  # noqa: E402
-from analysis.ingest import registry  # noqa: E402
-from analysis.report import params  # noqa: E402
+from analysis import config, db, ingest, report  # noqa: E402  # noqa: E402
 
 EPILOG = """\
 examples:
@@ -39,7 +37,7 @@ Times are UTC instants written with Z or an offset. See README.md for every para
 def formats_text() -> str:
     """The formats and presets each input takes, from the registry, for ``--help``."""
     lines = ["formats (--auth-format / --query-format; auto: by ending, else by content):"]
-    rows = [(r.name, "/".join(r.kinds), r.help) for r in registry.READERS.values()]
+    rows = [(r.name, "/".join(r.kinds), r.help) for r in ingest.READERS.values()]
     rows.append(("FILE.yaml", "auth", "a source definition of your own (see README)"))
     for name, kinds, text in rows:
         lines.extend(
@@ -73,7 +71,7 @@ def _throttled(every: float = 1.0):
     return say
 
 
-def _add_param_flag(g: argparse._ArgumentGroup, param: params.Param) -> None:
+def _add_param_flag(g: argparse._ArgumentGroup, param: report.Param) -> None:
     """The flag(s) of one notebook parameter, from its one definition in params."""
     default = param.default
     shown = json.dumps(default) if not isinstance(default, bool) else str(default)
@@ -88,7 +86,7 @@ def _add_param_flag(g: argparse._ArgumentGroup, param: params.Param) -> None:
         )
         return
     extra: dict = {}
-    if param.type is list or param.name in params.INPUTS:
+    if param.type is list or param.name in report.INPUTS:
         extra["nargs"] = "+"
     if param.type is int:
         extra["type"] = int
@@ -99,7 +97,7 @@ def _add_param_flag(g: argparse._ArgumentGroup, param: params.Param) -> None:
 
 def _add_input_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inputs (a path, a glob in quotes, or several)")
-    for param in params.PARAMETERS:
+    for param in report.PARAMETERS:
         if param.load:
             _add_param_flag(g, param)
 
@@ -176,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML file of notebook parameters")
     _add_input_flags(p)
     g = p.add_argument_group("parameters (each is a notebook parameter of the same name)")
-    for param in params.PARAMETERS:
+    for param in report.PARAMETERS:
         if not param.load and param.flags:
             _add_param_flag(g, param)
     _add_engine_flags(p)
@@ -204,13 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "load":
             return _load(args, say)
         if args.command == "report":
-            from analysis.report import command as execute
-
-            return execute.main(args, say)
+            return report.main(args, say)
         if args.command == "verify":
-            from analysis.report import verify
-
-            return verify.verify_main(args.report_dir, say)
+            return report.verify_main(args.report_dir, say)
     except KeyboardInterrupt:
         print("postmortem: interrupted", file=sys.stderr)
         return 130
@@ -236,8 +230,6 @@ def _sample(args: argparse.Namespace, say) -> int:
 
 
 def _load(args: argparse.Namespace, say) -> int:
-    from analysis.ingest import load
-
     if not (args.auth_logs or args.query_logs or args.timeline):
         raise errors.LoadError("nothing to load: give --auth, --queries and/or --timeline")
     args.database.parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +240,7 @@ def _load(args: argparse.Namespace, say) -> int:
         args.database, say=_progress, memory_limit=args.memory_limit, threads=args.threads
     )
     try:
-        result = load.load(
+        result = ingest.load(
             con,
             auth=args.auth_logs,
             queries=args.query_logs,
@@ -263,7 +255,7 @@ def _load(args: argparse.Namespace, say) -> int:
         )
     finally:
         con.close()
-    for line in load.describe(result):
+    for line in ingest.describe(result):
         print(line)
     print(f"loaded in {time.monotonic() - started:.1f} s into {args.database}", file=sys.stderr)
     return 0

@@ -1,5 +1,5 @@
 """What each kind of input holds, and what a load hands back: the shared vocabulary of
-:mod:`analysis.ingest.load`, :mod:`analysis.ingest.readers`, :mod:`analysis.ingest.validate`
+:mod:`analysis.ingest.loader`, :mod:`analysis.ingest.readers`, :mod:`analysis.ingest.validate`
 and the server-log formats."""
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ class LoadResult:
     """Every file of one load, in the order given."""
 
     files: list[FileResult] = field(default_factory=list)
+    #: the user-class error codes that the definitions behind the auth files name (a preset
+    #: knows which of its source's codes are the user's: Auth0 ``fp``, Entra ``50126``…)
+    user_codes: list[str] = field(default_factory=list)
 
     def source_ids(self, kind: str) -> list[int]:
         """Source ids of one kind of input (what a report is scoped to)."""

@@ -38,7 +38,7 @@ from analysis.alerts.signals import (
     signals,
 )
 from analysis.errors import AlertConfigError
-from analysis.figures.metrics import Params
+from analysis.figures import Params
 from analysis.times import iso
 
 #: the metric names and labels the rules read; override any of them with the report's

@@ -24,7 +24,7 @@ from analysis.alerts.promql import (
     selector,
     window_rates,
 )
-from analysis.figures.metrics import Params
+from analysis.figures import Params
 
 #: how a threshold is chosen (README, "Monitoring"): max(median + K_MAD * 1.4826 * MAD, the
 #: HIGH_QUANTILE of the baseline), times 1 + MARGIN, at least FLOOR_EVENTS events in a typical

@@ -31,9 +31,7 @@ import duckdb
 
 from analysis import db
 from analysis.errors import LoadError
-from analysis.ingest import registry
-from analysis.ingest.readers import extras_from
-from analysis.ingest.validate import ts_expr
+from analysis.ingest import READERS, extras_from, ts_expr
 from analysis.kinds import AUTH, QUERIES, FileResult, Kind
 
 #: the typed expression of ``ts`` by the Parquet column's type, and the type its range is in
@@ -79,7 +77,7 @@ def check_parquet(
     """Refuse, naming the file, an input that ``flag`` cannot read (it reads Parquet only)."""
     if required and not paths:
         raise LoadError(f"{flag} needs the {kind.name} input as Parquet files; none given")
-    endings = registry.READERS["parquet"].endings
+    endings = READERS["parquet"].endings
     bad = [p for p in paths if not p.name.lower().endswith(endings)]
     if bad:
         raise LoadError(

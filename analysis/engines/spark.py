@@ -332,7 +332,7 @@ def inputs(texts: list[str], local: list[Path]) -> list[str]:
 
 
 def _expanded(text: str) -> list[Path]:
-    from analysis.ingest.load import expand_inputs
+    from analysis.ingest import expand_inputs
 
     return expand_inputs([text])
 

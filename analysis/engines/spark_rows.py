@@ -14,7 +14,7 @@ import duckdb
 from analysis import fingerprint
 from analysis.engines.in_place import hive_keys
 from analysis.errors import LoadError
-from analysis.ingest.readers import extras_from
+from analysis.ingest import extras_from
 from analysis.kinds import AUTH, QUERIES, Kind
 
 log = logging.getLogger(__name__)

@@ -102,3 +102,12 @@ def peak(con: duckdb.DuckDBPyConnection, params: Params) -> tuple[float | None, 
     if row is None:
         return None, None
     return float(row[1]), row[0]
+
+
+def first_failures(con: duckdb.DuckDBPyConnection, params: Params) -> pd.DataFrame:
+    """Per bucket, how many users had their first system failure then."""
+    return run(
+        con,
+        "first_failures",
+        {"codes": list(params.user_error_codes), "bucket": bucket_interval(params.bucket)},
+    ).df()

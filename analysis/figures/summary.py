@@ -147,6 +147,7 @@ def analyse(
     *,
     incident_id: str,
     load_result: LoadResult | None = None,
+    redacted: bool = True,
     top: int = 10,
 ) -> Analysis:
     """Compute every figure of the report from the scoped views.
@@ -198,6 +199,7 @@ def analyse(
         "span": span.as_dict(found),
         "ingest": ingest_figures(load_result, found),
         "parameters": parameter_figures(params),
+        "redacted": redacted,
     }
     return Analysis(summary, series_df, codes_df, fps, dims, events, detected, pairs, used, found)
 
@@ -393,6 +395,23 @@ def _sig(value: Any, digits: int = 3) -> float | None:
 def dumps(summary: dict[str, Any]) -> str:
     """The JSON text of a summary: stable, readable, ending with a newline."""
     return json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def with_alerts(
+    summary: dict[str, Any], alerts: list[dict[str, Any]], skipped: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The summary with the alert rules' figures (``alerts``, ``alerts_skipped``): the rules
+    are made from the figures, so they come last."""
+    summary["alerts"], summary["alerts_skipped"] = alerts, skipped
+    return summary
+
+
+def bypass_users(con: duckdb.DuckDBPyConnection, *, redact: bool, key: str) -> pd.DataFrame:
+    """Every user who logged in without the database check, over all of the report's rows (a
+    misdated login far outside the span too: whoever got in unchecked must be re-verified);
+    pseudonymised with ``key`` when ``redact``."""
+    with span.everything(con):
+        return con.execute(db.sql("bypass_users"), {"redact": redact, "key": key}).df()
 
 
 def write(summary: dict[str, Any], path: Path) -> None:

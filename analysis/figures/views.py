@@ -62,17 +62,17 @@ def scope(
     timeline: Sequence[int] | None = None,
     auth_caller: str | None = None,
     time_range: tuple[datetime, datetime] | None = None,
-    in_place: bool = False,
+    attached: bool = False,
 ) -> Scope:
     """Create the temp views every figure reads, limited to the given source ids.
 
     ``None`` means every source of that kind in the database (for exploration).
     ``time_range`` (start, end exclusive) limits auth events and queries to it. With
-    ``in_place``, ``v_auth`` and ``v_queries`` are already views over Parquet files
-    (:func:`analysis.engines.in_place.attach`) and are kept.
+    ``attached``, ``v_auth`` and ``v_queries`` were made by an engine that reads the rows
+    where they are (Parquet in place, Spark) and are kept.
     """
     install_macros(con)
-    if not in_place:
+    if not attached:
         lo, hi = time_range or ALL_TIME
         con.execute("set variable pm_range_start = ?", [lo])
         con.execute("set variable pm_range_end = ?", [hi])
@@ -92,7 +92,7 @@ def scope(
         ("v_queries", "db_queries", "queries"),
         ("v_timeline", "timeline", "timeline"),
     ):
-        if in_place and kind != "timeline":
+        if attached and kind != "timeline":
             continue
         in_range = (
             "and ts >= getvariable('pm_range_start') and ts < getvariable('pm_range_end')"
@@ -103,7 +103,7 @@ def scope(
             f"create or replace temp view {view} as select * from {table} "  # noqa: S608
             f"where source_id in (select source_id from _scope where kind = '{kind}') {in_range}"
         )
-    _server_events_view(con, in_range=not in_place)
+    _server_events_view(con, in_range=not attached)
     linked = db.one(
         con,
         "select count(*) from (select 1 from v_queries q join v_auth a using (request_id) "

@@ -57,24 +57,10 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             f"{final}: exists and is not a report folder (no manifest.json); a report replaces "
             "its folder, so choose another --out"
         )
-    if p["engine"] == "spark":
-        from analysis.engines import spark as spark_engine
-
-        spark_engine.require()  # without PySpark, one line saying how to install it
+    run.engine.prepare()  # e.g. without PySpark, one line saying how to install it
     # a missing input stops here, before a kernel starts
     files = {key: run.input_files(key) for key in params.INPUTS}
-    if p["engine"] == "spark":
-        from analysis.kinds import AUTH, QUERIES
-
-        for kind, key in ((AUTH, "auth_logs"), (QUERIES, "query_logs")):
-            if files[key]:  # local files (URIs are Spark's to read)
-                spark_engine.check_parquet(kind, files[key])
-    elif p["in_place"]:
-        from analysis.engines import in_place as inplace
-        from analysis.kinds import AUTH, QUERIES
-
-        inplace.check_parquet(AUTH, files["auth_logs"])
-        inplace.check_parquet(QUERIES, files["query_logs"])
+    run.engine.check({"auth": files["auth_logs"], "queries": files["query_logs"]})
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     km = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from analysis.alerts import rules as alerts
+from analysis import alerts
 from analysis.figures import server_events
 from analysis.report import findings as f
 from analysis.report.findings import CHARTS, chart_titles, charts_for, headline

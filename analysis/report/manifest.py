@@ -12,7 +12,7 @@ from typing import Any
 
 import analysis
 from analysis import config
-from analysis.ingest.load import sha256_of as sha256_file
+from analysis.ingest import sha256_of
 from analysis.kinds import FileResult
 from analysis.report import params
 
@@ -32,11 +32,11 @@ def portable(path: Path | str) -> str:
         return str(path.resolve())
 
 
-def package_versions(*, spark: bool = False) -> dict[str, str]:
-    """Versions of Python and of the packages that shape the evidence (PySpark's too when the
-    figures ran on Spark)."""
+def package_versions(*, extra: Sequence[str] = ()) -> dict[str, str]:
+    """Versions of Python and of the packages that shape the evidence, with those the
+    report's engine adds (PySpark's when the figures ran on Spark)."""
     out = {"python": platform.python_version(), "postmortem-lab": analysis.__version__}
-    for name in PACKAGES + (("pyspark",) if spark else ()):
+    for name in (*PACKAGES, *extra):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -50,7 +50,7 @@ def build(
     out: Path,
     *,
     unhashed: Sequence[str] = (),
-    spark: bool = False,
+    packages: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The manifest of the report folder ``out``: ``unhashed`` files are listed without a
     hash (the executed notebooks record when they ran)."""
@@ -73,7 +73,7 @@ def build(
         if p.is_file() and p.name not in unhashed and p.name != "manifest.json"
     )
     outputs: list[dict[str, Any]] = [
-        {"path": p.relative_to(out).as_posix(), "sha256": sha256_file(p)} for p in hashed
+        {"path": p.relative_to(out).as_posix(), "sha256": sha256_of(p)} for p in hashed
     ]
     outputs += [
         {"path": name, "sha256": None, "note": "records when it ran; not hashed"}
@@ -87,6 +87,6 @@ def build(
         "generator": f"postmortem-lab {analysis.__version__}",
         "parameters": kept,
         "inputs": inputs,
-        "packages": package_versions(spark=spark),
+        "packages": package_versions(extra=packages),
         "outputs": outputs,
     }

@@ -16,10 +16,8 @@ from typing import Any
 
 import yaml
 
-from analysis import config, errors, times
+from analysis import config, engines, errors, ingest, times
 from analysis.errors import ParameterError
-from analysis.ingest import registry
-from analysis.ingest.definitions import schema as definitions
 
 
 @dataclass(frozen=True)
@@ -87,15 +85,14 @@ PARAMETERS: tuple[Param, ...] = (
     Param("login_path", list, [],
           "access logs: URL path prefixes of logins; [] for the preset's own",
           ("--login-path",), "PATH", load=True),
-    Param("in_place", bool, False,
-          "Parquet inputs only: analyse the files where they are, no load", ("--in-place",)),
+    Param(*engines.ALIAS_PARAMETER),
     Param("range_start", str, "",
           "analyse only rows from this instant (UTC, e.g. 2024-01-19T00:00:00Z)",
           ("--range-start",), "INSTANT"),
     Param("range_end", str, "", '... to this instant, exclusive; "" for all the data',
           ("--range-end",), "INSTANT"),
     Param("engine", str, "duckdb",
-          "duckdb, or spark: the figures that read rows run on Apache Spark",
+          "duckdb, in-place or spark: the figures that read rows run on Apache Spark",
           ("--engine",), "ENGINE"),
     Param("spark_master", str, "local[2]",
           "Spark master: local[4], spark://host:7077, yarn", ("--spark-master",), "URL"),
@@ -139,9 +136,8 @@ LOCATIONS = ("database", "report_dir")
 INPUTS = ("auth_logs", "query_logs", "timeline")
 #: the kinds of input, as sources and views name them
 KINDS = ("auth", "queries", "timeline")
-AUTH_FORMATS = ("auto", *registry.names("auth"))
-QUERY_FORMATS = ("auto", *registry.names("queries"))
-ENGINES = ("duckdb", "spark")
+AUTH_FORMATS = ("auto", *ingest.names("auth"))
+QUERY_FORMATS = ("auto", *ingest.names("queries"))
 
 #: words of a Spark setting that holds a secret (fs.s3a.secret.key, …password, …token)
 SECRET_WORDS = ("secret", "password", "token", "credential")
@@ -204,11 +200,11 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     times.bucket_interval(out["bucket"])
     for key, choices in (("auth_format", AUTH_FORMATS), ("query_format", QUERY_FORMATS)):
         value = str(out[key])
-        if value not in choices and not definitions.is_definition_file(value):
+        if value not in choices and not ingest.is_definition_file(value):
             raise ParameterError(
                 f"{key} {value!r}: one of {', '.join(choices)}, or a source definition FILE.yaml"
             )
-    for key in ("redact_users", "in_place", "exploration"):
+    for key in (p.name for p in PARAMETERS if p.type is bool):
         if isinstance(out[key], str):
             out[key] = out[key].strip().lower() in ("1", "true", "yes")
     for key in ("range_start", "range_end"):
@@ -224,8 +220,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
         and times.parse_instant(out["range_end"]) <= times.parse_instant(out["range_start"])
     ):
         raise ParameterError("range_end must be after range_start")
-    if out["engine"] not in ENGINES:
-        raise ParameterError(f"engine {out['engine']!r}: one of {ENGINES}")
+    engines.engine_of(out)  # an engine that does not exist is refused here
     conf = out["spark_conf"]
     out["spark_conf"] = [conf] if isinstance(conf, str) and conf else list(conf or [])
     for item in out["spark_conf"]:
@@ -251,7 +246,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"year {out['year']!r} is not a year") from exc
     # imported here: the alert rules bring pandas, 0.5 s of every command's start
-    from analysis.alerts import rules as alerts
+    from analysis import alerts
 
     try:  # the alert rules' metric names (issue 18): the given mapping, checked
         alerts.metric_mapping(out["alert_metrics"])

@@ -23,12 +23,10 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analysis import config, db, privacy, times
-from analysis.alerts import rules as alerts
-from analysis.figures import server_events, span, summary, views
-from analysis.figures.metrics import Params
-from analysis.ingest import load, registry
-from analysis.report import draft, manifest, params
+from analysis import alerts, config, db, engines, figures, ingest, privacy, times
+from analysis.figures import Params, server_events
+from analysis.kinds import LoadResult
+from analysis.report import draft, findings, manifest, params
 
 # jupysql imports pyspark when the spark extra is installed, and PySpark 4.3 warns about pandas
 # 3 with a path of the machine in the message: not a finding, and no path belongs in a report
@@ -43,16 +41,6 @@ EXPLORE_NOTEBOOK = "explore.ipynb"
 NOTEBOOKS = (NOTEBOOK, EXPLORE_NOTEBOOK)
 SENSITIVE_FILE = "SENSITIVE-bypass-users.csv"
 TIMINGS_PREFIX = "step timings:"
-#: why a chart was not drawn, as the notebook says it
-_NO_CHART = {
-    "overview": "no auth attempt",
-    "error_codes": "no failed login in the data",
-    "fingerprints": "no query tied to the auth attempts",
-    "affected_users": "no user had a system failure",
-    "dimensions": "no system failure in the window to compare",
-    "bypass": "no login bypassed the database check",
-    "server_events": "the database logged no error",
-}
 
 
 def notebooks_of(parameters: dict[str, Any]) -> tuple[str, ...]:
@@ -62,8 +50,9 @@ def notebooks_of(parameters: dict[str, Any]) -> tuple[str, ...]:
     rows."""
     if not parameters.get("exploration"):
         return (NOTEBOOK,)
-    if parameters.get("engine") == "spark" and any(
-        "://" in t
+    engine = engines.engine_of(parameters)
+    if not all(
+        engine.is_file(t)
         for key in ("auth_logs", "query_logs")
         for t in params.input_list(parameters[key])
     ):
@@ -71,10 +60,10 @@ def notebooks_of(parameters: dict[str, Any]) -> tuple[str, ...]:
     return NOTEBOOKS
 
 
-#: the charts the notebook's own process draws while a helper process draws the others: the
-#: overview (three panels, more than a third of the work) and the dimensions chart balance
-#: the helper's four on the sample (1.5 s for six charts; alternating: 1.6 to 2.0 s)
-OWN_CHARTS = ("overview", "dimensions")
+#: the charts the notebook's own process draws while a helper process draws the others
+OWN_CHARTS = findings.own_charts()
+#: the inputs an engine attaches where they are, by kind and parameter
+_ROW_INPUTS = (("auth", "auth_logs"), ("queries", "query_logs"))
 
 
 @dataclass
@@ -84,8 +73,8 @@ class Run:
     parameters: dict[str, Any]
     say: Callable[[str], None] = print
     con: duckdb.DuckDBPyConnection | None = None
-    loaded: load.LoadResult | None = None
-    result: summary.Analysis | None = None
+    loaded: LoadResult | None = None
+    result: figures.Analysis | None = None
     #: the alert rules of ``alerts/`` (issue 18), made by :meth:`analyse`
     alert_set: alerts.AlertSet | None = None
     figures: dict[str, list[Path]] = field(default_factory=dict)
@@ -132,13 +121,16 @@ class Run:
         return Path(value)
 
     @property
+    def engine(self) -> engines.Engine:
+        """Where this report's rows are read (:mod:`analysis.engines`)."""
+        return engines.engine_of(self.parameters)
+
+    @property
     def analysis_params(self) -> Params:
         """The parameters every figure takes."""
         p = self.parameters
         codes = list(p["user_error_codes"])
-        # a preset knows which of its source's codes are the user's (Auth0 fp, Entra 50126…)
-        formats = [f.format for f in self.loaded.files if f.kind == "auth"] if self.loaded else []
-        for code in registry.user_codes(formats, given=p["auth_format"]):
+        for code in self.loaded.user_codes if self.loaded else ():
             if code not in codes:
                 codes.append(code)
         return Params(
@@ -152,22 +144,19 @@ class Run:
         """The files of one input parameter, as they will be read (URIs, which only Spark
         reads, are not files here)."""
         texts = [params.resolve_path(t) for t in params.input_list(self.parameters[key])]
-        if self.parameters["engine"] == "spark":
-            texts = [t for t in texts if "://" not in t]
-        return load.expand_inputs(texts)
+        return ingest.expand_inputs([t for t in texts if self.engine.is_file(t)])
 
     # --- the steps ---
 
     def load(
         self, *, progress: Callable[[str], None] | None = None, rows: bool = False
-    ) -> load.LoadResult:
+    ) -> LoadResult:
         """Load the inputs (files loaded before are found by their SHA-256, not reloaded).
 
         ``progress`` takes the loader's progress lines (by default :attr:`say`); the notebook
-        gives a :class:`ProgressLine`, which keeps one line and replaces it. With ``engine``
-        spark the auth and query inputs stay where they are and Spark reads them; ``rows``
-        (the exploration notebook, which reads rows) views local Parquet in place through
-        DuckDB instead.
+        gives a :class:`ProgressLine`, which keeps one line and replaces it. An engine that
+        does not load rows attaches the auth and query inputs where they are; ``rows`` (the
+        exploration notebook, which reads rows) asks for the engine's local stand-in.
         """
         started = time.monotonic()
         p = self.parameters
@@ -176,12 +165,11 @@ class Run:
         threading.Thread(target=importlib.import_module, args=("analysis.report.charts",)).start()
         self.database.parent.mkdir(parents=True, exist_ok=True)
         self.con = db.connect_waiting(self.database, say=self.say)
-        spark = p["engine"] == "spark"
-        in_place = bool(p["in_place"]) or spark
-        self.loaded = load.load(
+        engine = self.engine.for_rows() if rows else self.engine
+        self.loaded = ingest.load(
             self.con,
-            auth=None if in_place else self.input_files("auth_logs"),
-            queries=None if in_place else self.input_files("query_logs"),
+            auth=self.input_files("auth_logs") if engine.loads_rows else None,
+            queries=self.input_files("query_logs") if engine.loads_rows else None,
             timeline=self.input_files("timeline"),
             auth_format=p["auth_format"],
             query_format=p["query_format"],
@@ -191,53 +179,28 @@ class Run:
             login_paths=p["login_path"],
             progress=self.say if progress is None else progress,
         )
-        if spark and not rows:
-            self._attach_spark()
-        elif in_place:
-            self._attach_in_place()
+        if engine.attach is not None:
+            self.con, read = engine.attach(
+                self.con,
+                {kind: self._texts(key) for kind, key in _ROW_INPUTS},
+                {kind: self.input_files(key) for kind, key in _ROW_INPUTS},
+                self.time_range,
+                p,
+                self.say,
+            )
+            self.loaded.files.extend(read)
         self._timed("load", started)
         return self.loaded
 
-    def _attach_in_place(self) -> None:
-        """Views over the Parquet inputs instead of a load; hash the files that were read."""
-        from analysis.engines import in_place as inplace
-
-        assert self.con is not None and self.loaded is not None
-        files = {"auth": self.input_files("auth_logs"), "queries": self.input_files("query_logs")}
-        self.say(f"in place: {sum(map(len, files.values()))} Parquet files, nothing copied")
-        read = inplace.attach(self.con, files, self.time_range)
-        for fr in read:
-            fr.sha256 = load.cached_sha256(self.con, Path(fr.path))
-        self.loaded.files.extend(read)
+    def _texts(self, key: str) -> list[str]:
+        """One input parameter's paths, globs or URIs as given, resolved in the project."""
+        return [params.resolve_path(t) for t in params.input_list(self.parameters[key])]
 
     def loading_summary(self) -> list[str]:
         """A short account of the load: one line per kind of input (files by their name or
         their path in the project, never the machine's), and the loader's notes once each."""
         assert self.loaded is not None, "load() first"
         return loading_summary(self.loaded)
-
-    def _attach_spark(self) -> None:
-        """Spark reads the Parquet inputs; the figures that read rows run there."""
-        from analysis.engines import spark as spark_engine
-
-        assert self.con is not None and self.loaded is not None
-        p = self.parameters
-        texts = {
-            kind: [params.resolve_path(t) for t in params.input_list(p[key])]
-            for kind, key in (("auth", "auth_logs"), ("queries", "query_logs"))
-        }
-        self.say(f"spark: {p['spark_master']}, the rows stay in Spark, aggregates come back")
-        self.con, read = spark_engine.attach(
-            self.con,
-            texts,
-            self.time_range,
-            master=p["spark_master"],
-            conf=spark_engine.parse_conf(p["spark_conf"]),
-        )
-        for fr in read:
-            if "://" not in fr.path:
-                fr.sha256 = load.cached_sha256(self.con.duckdb, Path(fr.path))
-        self.loaded.files.extend(read)
 
     @property
     def time_range(self) -> tuple[datetime, datetime]:
@@ -247,36 +210,32 @@ class Run:
         hi = times.parse_instant(p["range_end"]) if p["range_end"] else times.ALL_TIME[1]
         return lo, hi
 
-    def scope(self, *, everything: bool = False) -> views.Scope:
+    def scope(self, *, everything: bool = False) -> figures.Scope:
         """The views of this report's rows (with ``everything``, of every source)."""
         assert self.con is not None and self.loaded is not None, "load() first"
         ids = {k: None if everything else self.loaded.source_ids(k) for k in params.KINDS}
-        return views.scope(
-            self.con,
-            **ids,
-            time_range=self.time_range,
-            in_place=bool(self.parameters["in_place"]) or self.parameters["engine"] == "spark",
+        return figures.scope(
+            self.con, **ids, time_range=self.time_range, attached=not self.engine.loads_rows
         )
 
-    def analyse(self) -> summary.Analysis:
+    def analyse(self) -> figures.Analysis:
         """Every figure of ``summary.json``, for exactly the inputs of this report."""
         assert self.con is not None and self.loaded is not None, "load() first"
         started = time.monotonic()
         scope = self.scope()
-        self.result = summary.analyse(
+        p = self.parameters
+        self.result = figures.analyse(
             self.con,
             self.analysis_params,
             scope,
-            incident_id=self.parameters["incident_id"],
+            incident_id=p["incident_id"],
             load_result=self.loaded,
+            redacted=bool(p["redact_users"]),
         )
-        s = self.result.summary
-        s["redacted"] = bool(self.parameters["redact_users"])
-        p = self.parameters
         self.alert_set = alerts.for_report(
             self.con, self.result, self.analysis_params, p["alert_metrics"]
         )
-        s["alerts"], s["alerts_skipped"] = self.alert_set.summary, self.alert_set.skipped
+        figures.with_alerts(self.result.summary, self.alert_set.summary, self.alert_set.skipped)
         self._timed("analysis", started)
         return self.result
 
@@ -293,16 +252,6 @@ class Run:
             return self.result.params
         return self.analysis_params
 
-    def first_failures(self) -> pd.DataFrame:
-        """Per bucket, how many users had their first system failure then."""
-        assert self.con is not None
-        ap = self.used_params
-        return db.run(
-            self.con,
-            "first_failures",
-            {"codes": list(ap.user_error_codes), "bucket": times.bucket_interval(ap.bucket)},
-        ).df()
-
     def _chart_data(self, *, resolved: bool = False):
         """What the charts are drawn from; ``resolved``: the two tables a chart reads only
         when drawn are read now, so that the data can go to a helper process."""
@@ -310,7 +259,7 @@ class Run:
 
         r, ap = self.result, self.used_params
         assert r is not None
-        first_failures: Callable[[], pd.DataFrame] = self.first_failures
+        first_failures: Callable[[], pd.DataFrame] = lambda: figures.first_failures(self.con, ap)  # noqa: E731
         events: Callable[[], pd.DataFrame] = lambda: server_events.series(self.con, ap)  # noqa: E731
         if resolved:
             first_failures = charts.Given(first_failures())
@@ -394,7 +343,7 @@ class Run:
         from IPython.display import HTML, Markdown
 
         if name not in self.figures:
-            return Markdown(f"_No {name.replace('_', ' ')} chart: {_NO_CHART[name]}._")
+            return Markdown(f"_No {name.replace('_', ' ')} chart: {findings.absent(name)}._")
         png = self.figures[name][0].read_bytes()
         from analysis.report import charts
 
@@ -406,7 +355,7 @@ class Run:
         started = time.monotonic()
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
-        summary.write(self.summary, out / "summary.json")
+        figures.write(self.summary, out / "summary.json")
         # the helper's charts are in figures before the draft names them
         self._stop_helper()
         (out / "postmortem.md").write_text(
@@ -416,7 +365,7 @@ class Run:
         if self.alert_set is not None:
             self.alert_set.write(out / "alerts")
         manifest = self.manifest()
-        (out / "manifest.json").write_text(summary.dumps(manifest), encoding="utf-8")
+        (out / "manifest.json").write_text(figures.dumps(manifest), encoding="utf-8")
         if self.con is not None:
             self.con.close()
             self.con = None
@@ -425,12 +374,7 @@ class Run:
 
     def _write_bypass_users(self, path: Path) -> None:
         redact = bool(self.parameters["redact_users"])
-        # every bypass login of the report's rows, a misdated one far outside the span too:
-        # whoever got in without the check must be re-verified
-        with span.everything(self.con):
-            df = self.con.execute(
-                db.sql("bypass_users"), {"redact": redact, "key": privacy.pseudonym_key()}
-            ).df()
+        df = figures.bypass_users(self.con, redact=redact, key=privacy.pseudonym_key())
         header = (
             "# SENSITIVE: users who logged in without the database check; re-verify them.\n"
             + (
@@ -453,7 +397,7 @@ class Run:
                 for nb in notebooks_of(self.parameters)
                 for n in (nb, nb.replace(".ipynb", ".html"))
             ],
-            spark=self.parameters["engine"] == "spark",
+            packages=self.engine.packages,
         )
 
 
@@ -467,7 +411,7 @@ def short_path(path: str | Path) -> str:
         return p.name
 
 
-def loading_summary(loaded: load.LoadResult, *, names: int = 3, notes: int = 5) -> list[str]:
+def loading_summary(loaded: LoadResult, *, names: int = 3, notes: int = 5) -> list[str]:
     """One line per kind of input: its files (the first ``names`` of them), rows read,
     loaded and rejected; then up to ``notes`` distinct notes of the loader."""
     lines: list[str] = []

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from analysis import config
 from analysis.errors import ReportError
+from analysis.ingest import sha256_of
 from analysis.report import params
 from analysis.report.command import execute
-from analysis.report.manifest import sha256_file
 
 
 def _check_outputs(manifest: dict, folder: Path, *, missing: str, differs: str) -> list[str]:
@@ -24,7 +24,7 @@ def _check_outputs(manifest: dict, folder: Path, *, missing: str, differs: str) 
         path = folder / item["path"]
         if not path.exists():
             problems.append(f"output {item['path']}: {missing}")
-        elif sha256_file(path) != item["sha256"]:
+        elif sha256_of(path) != item["sha256"]:
             problems.append(f"output {item['path']}: {differs}")
     return problems
 
@@ -55,7 +55,7 @@ def verify_main(report_dir: Path, say: Callable[[str], None]) -> int:
         path = _from_portable(item["path"])
         if not path.exists():
             problems.append(f"input {item['path']}: missing")
-        elif sha256_file(path) != item["sha256"]:
+        elif sha256_of(path) != item["sha256"]:
             problems.append(f"input {item['path']}: SHA-256 differs from the manifest")
     problems += _check_outputs(
         manifest, report_dir, missing="missing", differs="changed since the report was written"

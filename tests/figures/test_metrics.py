@@ -10,7 +10,7 @@ import pytest
 
 from analysis import times
 from analysis.figures import metrics, summary, views
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from tests.conftest import write
 
 START, END = "2024-01-19T10:00:00Z", "2024-01-19T11:00:00Z"

@@ -8,7 +8,7 @@ import json
 from analysis import times
 from analysis.figures import server_events, views
 from analysis.figures.metrics import Params
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from analysis.report import draft
 from analysis.report import run as report
 from tests.conftest import write

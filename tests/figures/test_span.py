@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from analysis import db, times
 from analysis.figures import metrics, span, summary, views
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from analysis.report import charts
 from tests.conftest import write
 

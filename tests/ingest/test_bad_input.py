@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analysis import db, errors, kinds
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from tests.conftest import write
 
 BIN = Path(sys.executable).parent

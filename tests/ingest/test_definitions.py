@@ -15,7 +15,8 @@ import pytest
 
 from analysis import config, db, errors
 from analysis.figures import views
-from analysis.ingest import load, registry
+from analysis.ingest import loader as load
+from analysis.ingest import registry
 from analysis.ingest.definitions import reader as sources
 from analysis.ingest.definitions import schema as definitions
 from tests.conftest import require_shared

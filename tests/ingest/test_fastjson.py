@@ -8,7 +8,8 @@ import json
 import pytest
 
 from analysis import db
-from analysis.ingest import fastjson, load
+from analysis.ingest import fastjson
+from analysis.ingest import loader as load
 
 COLUMNS = "line, ts, duration_ms, statement, fingerprint, request_id, caller, db_host, rows"
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from analysis import cli, errors
-from analysis.ingest import lines, load
+from analysis.ingest import lines
+from analysis.ingest import loader as load
 from analysis.ingest.formats import pg_prefix, postgres, sshd
 from tests.conftest import write
 

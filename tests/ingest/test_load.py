@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from analysis import db, errors
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from tests.conftest import write
 
 GOOD = {"ts": "2024-01-19T10:30:00Z", "user_id": "u1", "outcome": "success"}

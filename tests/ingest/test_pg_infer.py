@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pytest
 
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from analysis.ingest.formats import pg_infer
 from tests.conftest import write
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from analysis.fingerprint import fingerprint
-from analysis.ingest import load
+from analysis.ingest import loader as load
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from analysis.fingerprint import fingerprint
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from analysis.ingest.formats import pg_common, sshd
 from tests.conftest import require_shared
 

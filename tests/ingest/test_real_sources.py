@@ -9,7 +9,7 @@ import pytest
 
 from analysis import db
 from analysis.figures import views
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from tests.conftest import require_shared
 
 

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from tests.conftest import require_shared, write
 
 CORPUS = "fail2ban/sshd"

@@ -6,7 +6,7 @@ import pytest
 
 from analysis import config, db, errors, times
 from analysis.figures import views
-from analysis.ingest import load
+from analysis.ingest import loader as load
 from analysis.report import params
 
 

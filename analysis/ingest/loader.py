@@ -270,6 +270,8 @@ def load(
     finally:
         for name in ("_yaml", "_fp_keys"):
             con.execute(f"drop table if exists {name}")  # noqa: S608 - fixed names
+    formats = [f.format for f in result.files if f.kind == AUTH.name]
+    result.user_codes = registry.user_codes(formats, given=auth_format)
     return result
 
 
