@@ -267,7 +267,7 @@ def test_the_exploration_notebook_runs_in_a_kernel_of_the_server(jupyter, lab_sa
         assert len(sql_cells) == 3, "the worst minutes, a user's attempts, one request's queries"
         worst_sql, user_sql, request_sql = (counts[i] for i in sql_cells)
         helper_queries = next(
-            counts[i] for i, c in enumerate(nb.cells) if "explore.queries_of_request" in c.source
+            counts[i] for i, c in enumerate(nb.cells) if "lab.queries_of_request" in c.source
         )
         check = f"""
 import json
@@ -286,7 +286,7 @@ print(json.dumps({{
         seen = json.loads(kernel.execute(check)["stdout"])
         assert seen["types"] == ["DataFrame"] * 3
         assert all(n > 0 for n in seen["rows"]), seen["rows"]
-        assert seen["worst_agrees"], "the SQL worst minutes differ from explore.worst_buckets"
+        assert seen["worst_agrees"], "the SQL worst minutes differ from lab.worst_buckets"
         assert seen["users"] == [seen["who"]] and seen["who"].startswith("user-")
         assert seen["rows"][2] == seen["helper_rows"] and seen["same_fingerprints"]
         kernel.execute(nb.cells[-1].source)  # closes the database, as the notebook ends

@@ -23,7 +23,7 @@ from analysis import db, errors, fingerprint, sample
 from analysis.alerts import rules as alerts
 from analysis.engines import spark as spark_engine
 from analysis.engines import spark_rows, spark_sql
-from analysis.figures import compare, metrics, views
+from analysis.figures import compare, metrics, summary, views
 from analysis.report.run import Run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,10 +203,8 @@ FIGURES = {
     "peak": lambda con, p: pd.DataFrame([metrics.peak(con, p)]),
     "dimensions": lambda con, p: compare.dimensions(con, p),
     "bypass": lambda con, p: con.execute(db.sql("bypass")).df(),
-    "bypass_users": lambda con, p: con.execute(
-        db.sql("bypass_users"), {"redact": True, "key": "k"}
-    ).df(),
-    "first_failures": None,  # Run.first_failures, the affected-users chart's
+    "bypass_users": lambda con, p: summary.bypass_users(con, redact=True, key="k"),
+    "first_failures": lambda con, p: metrics.first_failures(con, p),
     # the series the alert rules' unit test replays
     "alerts_fingerprints": lambda con, p: alerts.gather(con, p, alerts.metric_mapping({}))[0],
     "alerts_latency": lambda con, p: alerts.gather(con, p, alerts.metric_mapping({}))[1],
@@ -229,11 +227,8 @@ def test_a_result_from_spark_keeps_the_order_of_its_query(spark):
 def test_every_figure_is_the_same_on_both_engines(both, figure):
     duck, on_spark = both
     params = duck.analysis_params
-    if FIGURES[figure] is None:
-        expected, got = duck.first_failures(), on_spark.first_failures()
-    else:
-        expected = FIGURES[figure](duck.con, params)
-        got = FIGURES[figure](on_spark.con, params)
+    expected = FIGURES[figure](duck.con, params)
+    got = FIGURES[figure](on_spark.con, params)
     assert len(expected) > 0
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
