@@ -218,6 +218,30 @@ def build(
         queries=has_queries,
         auth_queries=qpa_method != "none",
     )
+    kept = _with_thresholds(rules, buckets, base_eval, skipped)
+    recorded = _records_read(recorded, kept)
+    detection = _first_detection(events, params)
+    results = _backtests(kept, buckets, base_eval, params, detection, incident_id)
+    rules_yaml = render_rules(incident_id, buckets.seconds, recorded, kept)
+    entries = [_entry(rule, res) for rule, res in zip(kept, results, strict=True)]
+    backtest = {
+        **_backtest_head(incident_id, params, buckets, k, base_eval, detection),
+        "metrics": m,
+        "rules": [
+            {**e, "record": r.record, "record_expr": r.record_expr, **res}
+            for e, r, res in zip(entries, kept, results, strict=True)
+        ],
+        "skipped": skipped,
+    }
+    unit_test = promtool.unit_test(buckets, kept, rule_file="rules.yaml")
+    check = check_sql(kept, bucket_s=buckets.seconds, k=k, mapping=m, params=params)
+    return AlertSet(rules_yaml, backtest, unit_test, entries, skipped, check)
+
+
+def _with_thresholds(
+    rules: list[Rule], buckets: Buckets, base_eval: np.ndarray, skipped: list[dict[str, str]]
+) -> list[Rule]:
+    """Return the rules given a threshold, ``for`` and firing (the others go to ``skipped``)."""
     max_for = max(0, MAX_FOR_MINUTES * 60 // buckets.seconds)
     kept = []
     for rule in rules:
@@ -231,22 +255,47 @@ def build(
         rule.for_s = rule.for_evals * buckets.seconds
         rule.firing = firing(rule.values, rule.threshold, rule.for_evals)
         kept.append(rule)
+    return kept
+
+
+def _backtests(
+    kept: list[Rule],
+    buckets: Buckets,
+    base_eval: np.ndarray,
+    params: Params,
+    detection: datetime | None,
+    incident_id: str,
+) -> list[dict[str, Any]]:
+    """Return each kept alert's backtest, and label and annotate the alert with what it found."""
+    results = [_backtest(rule, buckets, base_eval, params, detection) for rule in kept]
+    for rule, res in zip(kept, results, strict=True):
+        rule.alert_labels = {"severity": SEVERITY, "signal": rule.key}
+        rule.annotations = _annotations(rule, res, incident_id, buckets)
+    return results
+
+
+def _records_read(recorded: list[dict[str, str]], kept: list[Rule]) -> list[dict[str, str]]:
+    """Return the recording rules the kept alerts read: a rule file without dead records."""
     # a recording rule only for what a kept alert (or another recording rule) reads
     wanted = {r.record for r in kept}
-    recorded = [
+    return [
         r
         for r in recorded
         if r["record"] in wanted
         or any(r["record"] in o["expr"] for o in recorded if o["record"] in wanted)
     ]
-    detection = _first_detection(events, params)
-    results = [_backtest(rule, buckets, base_eval, params, detection) for rule in kept]
-    for rule, res in zip(kept, results, strict=True):
-        rule.alert_labels = {"severity": SEVERITY, "signal": rule.key}
-        rule.annotations = _annotations(rule, res, incident_id, buckets)
-    rules_yaml = render_rules(incident_id, buckets.seconds, recorded, kept)
-    entries = [_entry(rule, res) for rule, res in zip(kept, results, strict=True)]
-    backtest = {
+
+
+def _backtest_head(
+    incident_id: str,
+    params: Params,
+    buckets: Buckets,
+    k: int,
+    base_eval: np.ndarray,
+    detection: datetime | None,
+) -> dict[str, Any]:
+    """Return the backtest's first keys: how and against what its rules were evaluated."""
+    return {
         "incident_id": incident_id,
         "bucket": params.bucket,
         "evaluation_interval": prom_duration(buckets.seconds),
@@ -258,16 +307,7 @@ def build(
             "definition": "evaluations whose whole window lies outside the declared window "
             f"and its {params.guard_minutes}-minute margins",
         },
-        "metrics": m,
-        "rules": [
-            {**e, "record": r.record, "record_expr": r.record_expr, **res}
-            for e, r, res in zip(entries, kept, results, strict=True)
-        ],
-        "skipped": skipped,
     }
-    unit_test = promtool.unit_test(buckets, kept, rule_file="rules.yaml")
-    check = check_sql(kept, bucket_s=buckets.seconds, k=k, mapping=m, params=params)
-    return AlertSet(rules_yaml, backtest, unit_test, entries, skipped, check)
 
 
 def _first_detection(events: pd.DataFrame | None, params: Params) -> datetime | None:

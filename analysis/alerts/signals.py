@@ -204,6 +204,60 @@ class Rule:
         return f"{self.selector} > {prom_number(self.threshold)}"
 
 
+@dataclass
+class _Evaluation:
+    """What every signal's rules share (window, attempts' rate), and the rules made so far."""
+
+    buckets: Buckets
+    mapping: dict[str, Any]
+    user_error_codes: tuple[str, ...]
+    fingerprints: list[str]
+    auth_queries: bool
+    #: the window in buckets, in seconds (whole buckets) and as a Prometheus duration
+    k: int
+    w: int
+    ws: str
+    #: the attempts' rate at every evaluation, which every ratio divides by
+    attempts: np.ndarray
+    floor: float
+    rules: list[Rule] = field(default_factory=list)
+    recorded: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def suffix(self) -> str:
+        """Return the recorded names' suffix: it names the window they are rates over."""
+        return f"rate{self.ws}"
+
+    @property
+    def attempts_record(self) -> str:
+        """Return the attempts' recorded name: every ratio divides by it."""
+        return f"auth:attempts:{self.suffix}"
+
+    def counters(self, metric: str) -> list[Counter]:
+        """Return the series of one metric: a signal sums them."""
+        return [c for c in self.buckets.counters if c.metric == metric]
+
+    def rate(self, counters: list[Counter]) -> np.ndarray:
+        """Return the summed rate of ``counters`` per evaluation, as ``sum(rate(...))``."""
+        return _sum_rates(counters, self.k, self.w, self.buckets.n)
+
+
+def _evaluation(buckets: Buckets, mapping: dict[str, Any], **given: Any) -> _Evaluation:
+    """Return the rules' window in whole buckets and the attempts' rate: every rule uses them."""
+    m = mapping
+    w = times.bucket_seconds(m["window"])
+    k = max(1, w // buckets.seconds)
+    w = k * buckets.seconds  # the window the rules use: whole buckets
+    ws = prom_duration(k * buckets.seconds)
+    n = buckets.n
+    auth = [c for c in buckets.counters if c.metric == m["auth_attempts"]]
+    attempts = _sum_rates(auth, k, w, n)
+    typical = float(np.median(attempts[1:][buckets_baseline(buckets, k)[1:]] * w)) if n else 0
+    floor = FLOOR_EVENTS / typical if typical > 0 else 0.0
+    return _Evaluation(buckets, m, k=k, w=w, ws=ws, attempts=attempts, floor=floor, **given)
+
+
 def signals(
     buckets: Buckets,
     *,
@@ -214,43 +268,53 @@ def signals(
     auth_queries: bool = True,
 ) -> tuple[list[Rule], list[dict[str, str]], list[dict[str, str]]]:
     """The rules' signals at every evaluation, the recording rules, and what is left out."""
-    m = mapping
-    w = times.bucket_seconds(m["window"])
-    k = max(1, w // buckets.seconds)
-    w = k * buckets.seconds  # the window the rules use: whole buckets
-    ws = prom_duration(k * buckets.seconds)
-    suffix = f"rate{ws}"
-    n = buckets.n
-    auth = [c for c in buckets.counters if c.metric == m["auth_attempts"]]
+    ev = _evaluation(
+        buckets,
+        mapping,
+        user_error_codes=user_error_codes,
+        fingerprints=fingerprints,
+        auth_queries=auth_queries,
+    )
+    _system_failure_ratio(ev)
+    if not queries:
+        ev.skipped.append(
+            {
+                "signal": "database",
+                "reason": "no query log in this report: the rules on queries per login, on "
+                "the fingerprints that rose and on query latency need one",
+            }
+        )
+        return ev.rules, ev.recorded, ev.skipped
+    for signal in _QUERY_SIGNALS:
+        signal(ev)
+    return ev.rules, ev.recorded, ev.skipped
+
+
+def _system_failure_ratio(ev: _Evaluation) -> None:
+    """Add the system-failure ratio's records and alert to ``ev``: every report has them."""
+    m, ws, suffix = ev.mapping, ev.ws, ev.suffix
     failing = [
         c
-        for c in auth
+        for c in ev.counters(m["auth_attempts"])
         if c.label(m["outcome_label"]) == m["failure_outcome"]
-        and c.label(m["error_code_label"]) not in user_error_codes
+        and c.label(m["error_code_label"]) not in ev.user_error_codes
     ]
-    attempts = _sum_rates(auth, k, w, n)
-    typical = float(np.median(attempts[1:][buckets_baseline(buckets, k)[1:]] * w)) if n else 0
-    floor = FLOOR_EVENTS / typical if typical > 0 else 0.0
-    recorded: list[dict[str, str]] = []
-    skipped: list[dict[str, str]] = []
-    rules: list[Rule] = []
-    attempts_record = f"auth:attempts:{suffix}"
-    recorded.append(
+    ev.recorded.append(
         {
-            "record": attempts_record,
+            "record": ev.attempts_record,
             "expr": f"sum(rate({selector(m['auth_attempts'], [], m)}[{ws}]))",
         }
     )
     matchers = [f"{m['outcome_label']}={prom_string(m['failure_outcome'])}"]
-    if user_error_codes:
-        codes = "|".join(re2_escape(c) for c in user_error_codes)
+    if ev.user_error_codes:
+        codes = "|".join(re2_escape(c) for c in ev.user_error_codes)
         matchers.append(f"{m['error_code_label']}!~{prom_string(codes)}")
     sysfail = f"sum(rate({selector(m['auth_attempts'], matchers, m)}[{ws}])) or vector(0)"
-    recorded.append({"record": f"auth:system_failures:{suffix}", "expr": sysfail})
+    ev.recorded.append({"record": f"auth:system_failures:{suffix}", "expr": sysfail})
     record = f"auth:system_failure_ratio:{suffix}"
-    expr = f"auth:system_failures:{suffix} / {attempts_record}"
-    recorded.append({"record": record, "expr": expr})
-    rules.append(
+    expr = f"auth:system_failures:{suffix} / {ev.attempts_record}"
+    ev.recorded.append({"record": record, "expr": expr})
+    ev.rules.append(
         Rule(
             "system_failure_ratio",
             "AuthSystemFailureRatioHigh",
@@ -258,111 +322,124 @@ def signals(
             expr,
             "system-failure ratio of auth attempts",
             "ratio",
-            _ratio(_sum_rates(failing, k, w, n), attempts),
-            floor=floor,
+            _ratio(ev.rate(failing), ev.attempts),
+            floor=ev.floor,
         )
     )
-    if not queries:
-        skipped.append(
-            {
-                "signal": "database",
-                "reason": "no query log in this report: the rules on queries per login, on "
-                "the fingerprints that rose and on query latency need one",
-            }
-        )
-        return rules, recorded, skipped
-    db = [c for c in buckets.counters if c.metric == m["db_queries"]]
-    if not auth_queries or not db:
-        skipped.append(
+
+
+def _queries_per_attempt(ev: _Evaluation) -> None:
+    """Add the queries-per-attempt and fingerprint alerts to ``ev``, or why there are none."""
+    m = ev.mapping
+    db = ev.counters(m["db_queries"])
+    if not ev.auth_queries or not db:
+        ev.skipped.append(
             {
                 "signal": "queries_per_attempt",
                 "reason": "no query could be tied to the auth service (no request_id match, "
                 "no caller named like auth): no rule on queries per login",
             }
         )
-    else:
+        return
+    sel = selector(m["db_queries"], [f"{m['caller_label']}={prom_string(m['auth_caller'])}"], m)
+    ev.recorded.append(
+        {
+            "record": f"auth:db_queries:{ev.suffix}",
+            "expr": f"sum(rate({sel}[{ev.ws}])) or vector(0)",
+        }
+    )
+    record = f"auth:db_queries_per_attempt:ratio_{ev.suffix}"
+    expr = f"auth:db_queries:{ev.suffix} / {ev.attempts_record}"
+    ev.recorded.append({"record": record, "expr": expr})
+    ev.rules.append(
+        Rule(
+            "queries_per_attempt",
+            "AuthDbQueriesPerLoginHigh",
+            record,
+            expr,
+            "database queries per auth attempt",
+            "queries per attempt",
+            _ratio(ev.rate(db), ev.attempts),
+            floor=ev.floor,
+        )
+    )
+    _fingerprints(ev, db)
+
+
+def _fingerprints(ev: _Evaluation, db: list[Counter]) -> None:
+    """Add an alert per fingerprint that rose per login to ``ev``, or why there is none."""
+    m = ev.mapping
+    rose = list(ev.fingerprints)[:FP_RULES]
+    if not rose:
+        ev.skipped.append(
+            {"signal": "fingerprint", "reason": "no query fingerprint rose per login"}
+        )
+    for fp in rose:
+        mine = [c for c in db if c.label(m["fingerprint_label"]) == fp]
         sel = selector(
-            m["db_queries"], [f"{m['caller_label']}={prom_string(m['auth_caller'])}"], m
+            m["db_queries"],
+            [
+                f"{m['caller_label']}={prom_string(m['auth_caller'])}",
+                f"{m['fingerprint_label']}={prom_string(fp)}",
+            ],
+            m,
         )
-        recorded.append(
-            {"record": f"auth:db_queries:{suffix}", "expr": f"sum(rate({sel}[{ws}])) or vector(0)"}
-        )
-        record = f"auth:db_queries_per_attempt:ratio_{suffix}"
-        expr = f"auth:db_queries:{suffix} / {attempts_record}"
-        recorded.append({"record": record, "expr": expr})
-        rules.append(
+        record = f"auth:db_fingerprint_queries_per_attempt:ratio_{ev.suffix}"
+        expr = f"(sum(rate({sel}[{ev.ws}])) or vector(0)) / {ev.attempts_record}"
+        labels = {m["fingerprint_label"]: fp}
+        ev.recorded.append({"record": record, "expr": expr, "labels": labels})
+        ev.rules.append(
             Rule(
-                "queries_per_attempt",
-                "AuthDbQueriesPerLoginHigh",
+                "fingerprint",
+                "AuthDbFingerprintPerLoginHigh",
                 record,
                 expr,
-                "database queries per auth attempt",
+                "queries of one fingerprint per auth attempt",
                 "queries per attempt",
-                _ratio(_sum_rates(db, k, w, n), attempts),
-                floor=floor,
+                _ratio(ev.rate(mine), ev.attempts),
+                floor=ev.floor,
+                labels=labels,
             )
         )
-        rose = list(fingerprints)[:FP_RULES]
-        if not rose:
-            skipped.append(
-                {"signal": "fingerprint", "reason": "no query fingerprint rose per login"}
-            )
-        for fp in rose:
-            mine = [c for c in db if c.label(m["fingerprint_label"]) == fp]
-            sel = selector(
-                m["db_queries"],
-                [
-                    f"{m['caller_label']}={prom_string(m['auth_caller'])}",
-                    f"{m['fingerprint_label']}={prom_string(fp)}",
-                ],
-                m,
-            )
-            record = f"auth:db_fingerprint_queries_per_attempt:ratio_{suffix}"
-            expr = f"(sum(rate({sel}[{ws}])) or vector(0)) / {attempts_record}"
-            labels = {m["fingerprint_label"]: fp}
-            recorded.append({"record": record, "expr": expr, "labels": labels})
-            rules.append(
-                Rule(
-                    "fingerprint",
-                    "AuthDbFingerprintPerLoginHigh",
-                    record,
-                    expr,
-                    "queries of one fingerprint per auth attempt",
-                    "queries per attempt",
-                    _ratio(_sum_rates(mine, k, w, n), attempts),
-                    floor=floor,
-                    labels=labels,
-                )
-            )
-    hist = [c for c in buckets.counters if c.metric == f"{m['latency_histogram']}_bucket"]
+
+
+def _latency_p95(ev: _Evaluation) -> None:
+    """Add the alert on the queries' p95 latency to ``ev``, or why there is none (no histogram)."""
+    m, k, w = ev.mapping, ev.k, ev.w
+    hist = ev.counters(f"{m['latency_histogram']}_bucket")
     if not m["latency_histogram"] or not hist:
-        skipped.append(
+        ev.skipped.append(
             {
                 "signal": "latency_p95",
                 "reason": "no query-duration histogram is mapped (alert_metrics."
                 "latency_histogram is empty): no rule on query latency",
             }
         )
-    else:
-        sel = selector(f"{m['latency_histogram']}_bucket", [], m)
-        record = f"db:query_duration_seconds:p95_{suffix}"
-        expr = f"histogram_quantile(0.95, sum by (le) (rate({sel}[{ws}])))"
-        recorded.append({"record": record, "expr": expr})
-        bounds = [float(c.label("le")) for c in hist]
-        rates = np.array([window_rates(c.increments, k, w) for c in hist])
-        p95 = np.array([histogram_quantile(0.95, bounds, list(rates[:, j])) for j in range(n + 1)])
-        rules.append(
-            Rule(
-                "latency_p95",
-                "DbQueryLatencyP95High",
-                record,
-                expr,
-                "p95 latency of database queries",
-                "seconds",
-                p95,
-            )
+        return
+    sel = selector(f"{m['latency_histogram']}_bucket", [], m)
+    record = f"db:query_duration_seconds:p95_{ev.suffix}"
+    expr = f"histogram_quantile(0.95, sum by (le) (rate({sel}[{ev.ws}])))"
+    ev.recorded.append({"record": record, "expr": expr})
+    bounds = [float(c.label("le")) for c in hist]
+    rates = np.array([window_rates(c.increments, k, w) for c in hist])
+    p95 = np.array(
+        [histogram_quantile(0.95, bounds, list(rates[:, j])) for j in range(ev.buckets.n + 1)]
+    )
+    ev.rules.append(
+        Rule(
+            "latency_p95",
+            "DbQueryLatencyP95High",
+            record,
+            expr,
+            "p95 latency of database queries",
+            "seconds",
+            p95,
         )
-    return rules, recorded, skipped
+    )
+
+
+#: the signals of a report with a query log, one function each, in the order of their rules
+_QUERY_SIGNALS = (_queries_per_attempt, _latency_p95)
 
 
 def buckets_baseline(buckets: Buckets, k: int) -> np.ndarray:

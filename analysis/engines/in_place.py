@@ -244,80 +244,103 @@ def attach(
     results: list[FileResult] = []
     for kind, view in ((AUTH, "v_auth"), (QUERIES, "v_queries")):
         paths = files.get(kind.name, [])
-        var = f"pm_{kind.name}_files"
-        con.execute(f"set variable {var} = ?", [[str(p) for p in paths]])  # noqa: S608 - fixed name
-        types = _columns(con, kind, var)
-        missing = [n for n in kind.required_columns if n not in types]
-        if missing:
-            raise LoadError(
-                f"{paths[0]}: the Parquet files have no {', '.join(missing)} column "
-                f"(columns: {', '.join(types)})"
-            )
-        partitions = hive_keys(paths)
-        state: dict = {}
-        extras = extras_from([n for n in types if n not in partitions], kind, state)
-        ts_type = _TS_TYPES.get(types["ts"], (None, None))[1]
-        in_range = (
-            f"p.ts >= getvariable('pm_range_start')::{ts_type} "
-            f"and p.ts < getvariable('pm_range_end')::{ts_type}"
-            if ts_type
-            else "true"
-        )
-        source = _source(var)
-        cols, usable = _typed(kind, types, extras)
-        con.execute(
-            f"create or replace temp view _ip_{kind.name} as "  # noqa: S608 - fixed names, checked columns
-            f"select * from (select p.file_index, {', '.join(cols)} from {source} p "
-            f"where {in_range}) where ts >= getvariable('pm_range_start') "
-            f"and ts < getvariable('pm_range_end')"
-        )
-        # the range's rows are read, typed and fingerprinted once, into a table of this
-        # session: a view over the files was read again by every figure (13 s of analysis
-        # instead of 2.3 s on loaded tables, for 6M rows)
-        # a given fingerprint counts in usable only (the fingerprint column holds it too)
-        dropped = " exclude (fp_given)" if kind is QUERIES else ""
-        limit = db.one(con, "select current_setting('memory_limit')")[0]
-        # a temporary table while the rows fit in memory; past that, a table of a database
-        # file of the session's: compressed and written as it is made, where a temporary
-        # table spills uncompressed and is read back by every figure (a day of 60M rows in
-        # place: 129.5 s instead of 174 s, figures 28.5 s instead of 75 s; 6M rows fit, and
-        # take 14-19 s in memory against 22 s through a file)
-        table, create = f"_ipt_{kind.name}", "create or replace temp table"
-        if session:
-            table, create = f"{SESSION}._ipt_{kind.name}", "create or replace table"
-        try:
-            con.execute(
-                f"{create} {table} as "  # noqa: S608 - fixed names
-                f"select *{dropped}, {usable} as usable from _ip_{kind.name}"
-            )
-            rows = f"t.* from {table} t"
-            if kind is QUERIES:
-                rows = _fingerprint_keys(con, table)
-        except duckdb.OutOfMemoryException as exc:
-            # the table spills to disk past the limit, but DuckDB's readers and writers need
-            # some memory of their own (6M rows need about 100MB; 60M rows fit in 3GB)
-            raise LoadError(
-                f"{paths[0]}{' and the other files' if len(paths) > 1 else ''}: the range's "
-                f"{kind.name} rows do not fit DuckDB's memory limit ({limit}) in place: give "
-                "a larger --memory-limit, a shorter range (--range-start/--range-end), or "
-                "load the files instead of --in-place"
-            ) from exc
+        usable = _range_view(con, kind, paths)
+        table, rows = _session_table(con, kind, paths, usable, session=session)
         hidden = "file_index, fp_is_key, usable" if kind is QUERIES else "file_index, usable"
         con.execute(
             f"create or replace temp view {view} as select 0 as source_id, "  # noqa: S608
             f"null::bigint as line, * exclude ({hidden}) from (select {rows}) where usable"
         )
-        # a file's index, not its name, in each row (a name per row was 15% of the table):
-        # the name is its place in the list of files
-        per_file = con.execute(
-            "select file_index, count(*), count(*) filter (where usable) "  # noqa: S608
-            f"from {table} group by file_index"
-        ).fetchall()
-        named = sorted((str(paths[index]), read, ok) for index, read, ok in per_file)
-        for path, read, usable_rows in named:
-            # a source id of its own (negative: never one of the database's) per file
-            sid = -(len(results) + 1)
-            fr = FileResult(kind.name, path, "parquet (in place)", "", sid, read, usable_rows)
-            fr.rows_rejected = read - usable_rows
-            results.append(fr)
+        results += _file_results(con, kind, paths, table, first=len(results))
+    return results
+
+
+def _range_view(con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[Path]) -> str:
+    """Return the condition of a usable row, after viewing the range's typed rows as ``_ip_*``."""
+    var = f"pm_{kind.name}_files"
+    con.execute(f"set variable {var} = ?", [[str(p) for p in paths]])  # noqa: S608 - fixed name
+    types = _columns(con, kind, var)
+    missing = [n for n in kind.required_columns if n not in types]
+    if missing:
+        raise LoadError(
+            f"{paths[0]}: the Parquet files have no {', '.join(missing)} column "
+            f"(columns: {', '.join(types)})"
+        )
+    partitions = hive_keys(paths)
+    state: dict = {}
+    extras = extras_from([n for n in types if n not in partitions], kind, state)
+    ts_type = _TS_TYPES.get(types["ts"], (None, None))[1]
+    in_range = (
+        f"p.ts >= getvariable('pm_range_start')::{ts_type} "
+        f"and p.ts < getvariable('pm_range_end')::{ts_type}"
+        if ts_type
+        else "true"
+    )
+    source = _source(var)
+    cols, usable = _typed(kind, types, extras)
+    con.execute(
+        f"create or replace temp view _ip_{kind.name} as "  # noqa: S608 - fixed names, checked columns
+        f"select * from (select p.file_index, {', '.join(cols)} from {source} p "
+        f"where {in_range}) where ts >= getvariable('pm_range_start') "
+        f"and ts < getvariable('pm_range_end')"
+    )
+    return usable
+
+
+def _session_table(
+    con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[Path], usable: str, *, session: bool
+) -> tuple[str, str]:
+    """Return the table of the range's rows and the select list a view reads them with."""
+    # the range's rows are read, typed and fingerprinted once, into a table of this
+    # session: a view over the files was read again by every figure (13 s of analysis
+    # instead of 2.3 s on loaded tables, for 6M rows)
+    # a given fingerprint counts in usable only (the fingerprint column holds it too)
+    dropped = " exclude (fp_given)" if kind is QUERIES else ""
+    limit = db.one(con, "select current_setting('memory_limit')")[0]
+    # a temporary table while the rows fit in memory; past that, a table of a database
+    # file of the session's: compressed and written as it is made, where a temporary
+    # table spills uncompressed and is read back by every figure (a day of 60M rows in
+    # place: 129.5 s instead of 174 s, figures 28.5 s instead of 75 s; 6M rows fit, and
+    # take 14-19 s in memory against 22 s through a file)
+    table, create = f"_ipt_{kind.name}", "create or replace temp table"
+    if session:
+        table, create = f"{SESSION}._ipt_{kind.name}", "create or replace table"
+    try:
+        con.execute(
+            f"{create} {table} as "  # noqa: S608 - fixed names
+            f"select *{dropped}, {usable} as usable from _ip_{kind.name}"
+        )
+        rows = f"t.* from {table} t"
+        if kind is QUERIES:
+            rows = _fingerprint_keys(con, table)
+    except duckdb.OutOfMemoryException as exc:
+        # the table spills to disk past the limit, but DuckDB's readers and writers need
+        # some memory of their own (6M rows need about 100MB; 60M rows fit in 3GB)
+        raise LoadError(
+            f"{paths[0]}{' and the other files' if len(paths) > 1 else ''}: the range's "
+            f"{kind.name} rows do not fit DuckDB's memory limit ({limit}) in place: give "
+            "a larger --memory-limit, a shorter range (--range-start/--range-end), or "
+            "load the files instead of --in-place"
+        ) from exc
+    return table, rows
+
+
+def _file_results(
+    con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[Path], table: str, *, first: int
+) -> list[FileResult]:
+    """Return each file's rows read and usable, by name: a load would report them so."""
+    # a file's index, not its name, in each row (a name per row was 15% of the table):
+    # the name is its place in the list of files
+    per_file = con.execute(
+        "select file_index, count(*), count(*) filter (where usable) "  # noqa: S608
+        f"from {table} group by file_index"
+    ).fetchall()
+    named = sorted((str(paths[index]), read, ok) for index, read, ok in per_file)
+    results = []
+    for path, read, usable_rows in named:
+        # a source id of its own (negative: never one of the database's) per file
+        sid = -(first + len(results) + 1)
+        fr = FileResult(kind.name, path, "parquet (in place)", "", sid, read, usable_rows)
+        fr.rows_rejected = read - usable_rows
+        results.append(fr)
     return results

@@ -138,7 +138,23 @@ def detect_window(
     n_db = np.maximum(attempts - bypass, 0.0)
     if not (attempts > 0).any():
         return None
+    k = _pool_size(n_db, min_attempts, len(series))
+    # masked where the bypass took most logins (pooled like the signals, so that a sparse
+    # bucket's chance majority of bypass logins does not count)
+    pooled_bypass, pooled_attempts = _pool(bypass, k), _pool(attempts, k)
+    masked = (pooled_bypass > 0) & (pooled_bypass >= MASKED_SHARE * np.maximum(pooled_attempts, 1))
+    signals = _signals(series, n_db, k)
+    if not signals:
+        return None
+    opts = {"z": z, "z_edge": z_edge, "min_failures": min_failures}
+    found, flags = _two_passes(signals, masked, len(series), min_buckets, max_gap, opts)
+    if found is None:
+        return None
+    return _window(series, bucket, signals, flags, found, masked, k)
 
+
+def _pool_size(n_db: np.ndarray, min_attempts: int, length: int) -> int:
+    """Return the (odd) number of buckets to pool: enough for ``min_attempts`` attempts."""
     # sparse buckets (a small service, a short bucket) are pooled over a centred window of
     # k buckets, enough for about `min_attempts` attempts; the edges are refined afterwards
     positive = n_db[n_db > 0]
@@ -150,30 +166,44 @@ def detect_window(
     if k > 1:
         k += 1 - k % 2
     # no longer than the series: a longer kernel would lengthen the pooled arrays
-    if k > len(series):
-        k = max(1, len(series) - 1 + len(series) % 2)
-    # masked where the bypass took most logins (pooled like the signals, so that a sparse
-    # bucket's chance majority of bypass logins does not count)
-    pooled_bypass, pooled_attempts = _pool(bypass, k), _pool(attempts, k)
-    masked = (pooled_bypass > 0) & (pooled_bypass >= MASKED_SHARE * np.maximum(pooled_attempts, 1))
-    signals = _signals(series, n_db, k)
-    if not signals:
-        return None
-    opts = {"z": z, "z_edge": z_edge, "min_failures": min_failures}
+    if k > length:
+        k = max(1, length - 1 + length % 2)
+    return k
+
+
+def _two_passes(
+    signals: list[_Signal],
+    masked: np.ndarray,
+    length: int,
+    min_buckets: int,
+    max_gap: int,
+    opts: dict,
+) -> tuple[tuple[int, int, tuple[str, ...]] | None, list[_Flags]]:
+    """Return the incident and its flags, with normal levels from outside a first guess."""
     # first pass: each signal's lower quartile as its normal level
     first = [_flags(s, _first_level(s), None, **opts) for s in signals]
     found = _best(first, masked, min_buckets, max_gap)
     # second pass: the normal level outside the first pass's incident
-    outside = np.ones(len(series), dtype=bool)
+    outside = np.ones(length, dtype=bool)
     if found is not None:
         outside[max(0, found[0] - max_gap) : found[1] + max_gap + 1] = False
     second = []
     for s, f in zip(signals, first, strict=True):
         quiet = s.valid & outside
         second.append(_flags(s, _level(s, quiet), quiet, **opts) if quiet.any() else f)
-    found = _best(second, masked, min_buckets, max_gap)
-    if found is None:
-        return None
+    return _best(second, masked, min_buckets, max_gap), second
+
+
+def _window(
+    series: pd.DataFrame,
+    bucket: timedelta,
+    signals: list[_Signal],
+    second: list[_Flags],
+    found: tuple[int, int, tuple[str, ...]],
+    masked: np.ndarray,
+    k: int,
+) -> Window:
+    """Return the found segment as a window: its edges in time, evidence and signals."""
     lo, hi, names = found
     part = [f for f in second if f.name in names]
     # where each signal is anomalous: its warm buckets, or, on a pooled series (which spreads

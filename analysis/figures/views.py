@@ -76,13 +76,33 @@ def scope(
         lo, hi = time_range or ALL_TIME
         con.execute("set variable pm_range_start = ?", [lo])
         con.execute("set variable pm_range_end = ?", [hi])
+    ids = _source_ids(con, {"auth": auth, "queries": queries, "timeline": timeline})
+    _scoped_views(con, ids, attached=attached)
+    _server_events_view(con, in_range=not attached)
+    method, callers = _auth_queries_view(con, auth_caller)
+    return Scope(
+        tuple(ids["auth"]), tuple(ids["queries"]), tuple(ids["timeline"]), method, callers
+    )
+
+
+def _source_ids(
+    con: duckdb.DuckDBPyConnection, given: dict[str, Sequence[int] | None]
+) -> dict[str, list[int]]:
+    """Return the source ids of each kind: the given ones, or (``None``) all of the database."""
     ids: dict[str, list[int]] = {}
-    for kind, given in (("auth", auth), ("queries", queries), ("timeline", timeline)):
-        if given is None:
+    for kind, chosen in given.items():
+        if chosen is None:
             rows = con.execute("select source_id from sources where kind = ?", [kind]).fetchall()
             ids[kind] = [r[0] for r in rows]
         else:
-            ids[kind] = list(given)
+            ids[kind] = list(chosen)
+    return ids
+
+
+def _scoped_views(
+    con: duckdb.DuckDBPyConnection, ids: dict[str, list[int]], *, attached: bool
+) -> None:
+    """Create ``_scope`` and the views of its sources' rows: a report sees no other run's."""
     con.execute("create or replace temp table _scope (kind varchar, source_id integer)")
     for kind, values in ids.items():
         if values:
@@ -103,54 +123,63 @@ def scope(
             f"create or replace temp view {view} as select * from {table} "  # noqa: S608
             f"where source_id in (select source_id from _scope where kind = '{kind}') {in_range}"
         )
-    _server_events_view(con, in_range=not attached)
+
+
+def _auth_queries_view(
+    con: duckdb.DuckDBPyConnection, auth_caller: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """Return how ``v_auth_queries`` ties queries to auth attempts, and the callers it took."""
     linked = db.one(
         con,
         "select count(*) from (select 1 from v_queries q join v_auth a using (request_id) "
         "limit 1)",
     )[0]
-    if linked:
-        method, callers = "request_id", ()
-        # a query belongs to the attempt that issued it; it counts in that attempt's period
-        # one attempt per request_id (the first): a retry that reuses its id, or sshd's pid,
-        # must not count the same query twice
-        con.execute(
-            "create or replace temp view v_auth_queries as "
-            "select a.ts, q.ts as query_ts, q.fingerprint, q.duration_ms, q.request_id "
-            "from v_queries q join (select request_id, min(ts) as ts from v_auth "
-            "where request_id is not null group by request_id) a using (request_id)"
-        )
-    else:
-        callers = _auth_callers(con, auth_caller)
-        con.execute("create or replace temp table _auth_callers (caller varchar)")
-        others = [
-            r[0]
-            for r in con.execute(
-                "select distinct caller from v_queries where caller is not null order by 1"
-            ).fetchall()
-        ]
-        has_queries = db.one(con, "select count(*) > 0 from v_queries")[0]
-        if callers:
-            method = "caller-ratio"
-            con.executemany("insert into _auth_callers values (?)", [[c] for c in callers])
-            where = "where caller in (select caller from _auth_callers)"
-        elif has_queries and len(others) <= 1:
-            # a query log of one application (a PostgreSQL log of the auth database): all of
-            # its queries stand for the auth service's, and the method says so
-            method, where, callers = "all-queries", "", tuple(others)
-        else:
-            # several applications and none of them the auth service: no figure rather than
-            # a wrong one
-            method = "none"
-            where = "where false"
-        con.execute(
-            "create or replace temp view v_auth_queries as "  # noqa: S608 - fixed text
-            "select ts, ts as query_ts, fingerprint, duration_ms, request_id "
-            f"from v_queries {where}"
-        )
-    return Scope(
-        tuple(ids["auth"]), tuple(ids["queries"]), tuple(ids["timeline"]), method, callers
+    if not linked:
+        return _caller_view(con, auth_caller)
+    # a query belongs to the attempt that issued it; it counts in that attempt's period
+    # one attempt per request_id (the first): a retry that reuses its id, or sshd's pid,
+    # must not count the same query twice
+    con.execute(
+        "create or replace temp view v_auth_queries as "
+        "select a.ts, q.ts as query_ts, q.fingerprint, q.duration_ms, q.request_id "
+        "from v_queries q join (select request_id, min(ts) as ts from v_auth "
+        "where request_id is not null group by request_id) a using (request_id)"
     )
+    return "request_id", ()
+
+
+def _caller_view(
+    con: duckdb.DuckDBPyConnection, auth_caller: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """Return the method and callers of ``v_auth_queries`` by caller, when no request_id links."""
+    callers = _auth_callers(con, auth_caller)
+    con.execute("create or replace temp table _auth_callers (caller varchar)")
+    others = [
+        r[0]
+        for r in con.execute(
+            "select distinct caller from v_queries where caller is not null order by 1"
+        ).fetchall()
+    ]
+    has_queries = db.one(con, "select count(*) > 0 from v_queries")[0]
+    if callers:
+        method = "caller-ratio"
+        con.executemany("insert into _auth_callers values (?)", [[c] for c in callers])
+        where = "where caller in (select caller from _auth_callers)"
+    elif has_queries and len(others) <= 1:
+        # a query log of one application (a PostgreSQL log of the auth database): all of
+        # its queries stand for the auth service's, and the method says so
+        method, where, callers = "all-queries", "", tuple(others)
+    else:
+        # several applications and none of them the auth service: no figure rather than
+        # a wrong one
+        method = "none"
+        where = "where false"
+    con.execute(
+        "create or replace temp view v_auth_queries as "  # noqa: S608 - fixed text
+        "select ts, ts as query_ts, fingerprint, duration_ms, request_id "
+        f"from v_queries {where}"
+    )
+    return method, callers
 
 
 def _server_events_view(con: duckdb.DuckDBPyConnection, *, in_range: bool) -> None:

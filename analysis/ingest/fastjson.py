@@ -82,51 +82,59 @@ def _check(path: Path) -> tuple[int, list[str]] | None:
     return n, sorted(keys)
 
 
-def try_load(
-    con: duckdb.DuckDBPyConnection,
-    kind: Kind,
-    path: Path,
-    res: FileResult,
-    opts: ReadOptions,
-    state: dict,
-    extras_from,
-) -> bool:
-    """Load ``path`` through ``read_json`` when it is clean; False (nothing stored) when the
-    line-level path must read it."""
+def _fast_lines(
+    con: duckdb.DuckDBPyConnection, kind: Kind, path: Path, opts: ReadOptions
+) -> tuple[int, list[str]] | None:
+    """The number of lines and the keys of a file the fast path may read, or None (the
+    line-level path must read it: its size, compression or columns rule the fast path out)."""
     size = path.stat().st_size
     if lines.compression_of(path) is not None or not MIN_BYTES <= size <= MAX_BYTES:
-        return False
+        return None
     if opts.progress:
         opts.progress(f"{path.name}: checking its lines for the fast path")
     checked = _check(path)
     if checked is None:
-        return False
+        return None
     n, keys = checked
     if kind is QUERIES and "fingerprint" in keys:
-        return False
+        return None
     # lines are numbered by rowid: a column of that name (DuckDB's names ignore case) would
     # stand in its place
     if any(c.lower() == "rowid" for c in [*keys, *db.columns_of(con, kind.table)]):
-        return False
+        return None
+    return n, keys
+
+
+def _read_json_records(
+    kind: Kind, path: Path, keys: list[str], state: dict, extras_from
+) -> Records:
+    """The ``read_json`` query of the file as :class:`Records`, so that the same validation
+    as every other format's reads it; notes in ``state`` which fields the file has."""
     extras = extras_from(keys, kind, state)
     names = list(kind.fields) + extras
     state["seen"] = {f for f in kind.fields if f in keys}
     cols = ", ".join(f"{db.quote_identifier(c)} as {db.quote_identifier('f_' + c)}" for c in names)
-    rec = Records(
+    return Records(
         f"select 0::bigint as line, null::varchar as raw, null::varchar as pre_reason, {cols} "  # noqa: S608 - checked identifiers
         "from read_json($path, columns = $columns, format = 'newline_delimited', "
         "records = true, ignore_errors = true)",
         {"path": str(path), "columns": {c: "VARCHAR" for c in names}},
         extras,
     )
-    if opts.progress:
-        opts.progress(f"{path.name}: {n:,} clean lines, read by DuckDB's read_json")
+
+
+def _insert_valid(
+    con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, opts: ReadOptions, rec: Records
+) -> int:
+    """The number of rows of ``rec`` that pass validation, inserted in file order (a row's
+    line is its rank in the insert)."""
+    extras = rec.extras
     validate.add_extra_columns(con, kind, extras)
     target, select = validate.insert_columns(kind, extras, fingerprint="c.fp_key")
     values = {**rec.params, "sid": res.source_id, **({} if opts.tz == "UTC" else {"tz": opts.tz})}
     con.execute("set preserve_insertion_order = true")
     try:
-        loaded = con.execute(
+        return con.execute(
             f"insert into {kind.table} ({target}) select $sid, 0, {select} "  # noqa: S608 - fixed table, checked columns
             f"from ({validate.validation_sql(kind, rec, utc=opts.tz == 'UTC')}) c "
             "where c.reason is null",
@@ -134,16 +142,11 @@ def try_load(
         ).fetchall()[0][0]
     finally:
         con.execute("set preserve_insertion_order = false")
-    if loaded != n:
-        # a row fails validation: the line-level path reads the file, rejects and all
-        con.execute(f"delete from {kind.table} where source_id = ?", [res.source_id])  # noqa: S608
-        if opts.progress:
-            opts.progress(f"{path.name}: {n - loaded:,} rows do not load; read line by line")
-        return False
-    # the rows went in in file order: a row's line is its rank; a statement's key becomes
-    # its fingerprint (one update for both: each rewrites the rows at the commit)
-    if opts.progress:
-        opts.progress(f"{path.name}: {loaded:,} rows stored; numbering their lines")
+
+
+def _number_lines(con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult) -> None:
+    """Nothing; gives the stored rows their line numbers (and statements their
+    fingerprints), which the insert could not."""
     base = db.one(con, f"select min(rowid) from {kind.table} where source_id = ?", [res.source_id])  # noqa: S608
     if kind is QUERIES:
         con.execute(
@@ -162,6 +165,38 @@ def try_load(
             f"update {kind.table} set line = rowid - ? + 1 where source_id = ?",  # noqa: S608
             [base[0], res.source_id],
         )
+
+
+def try_load(
+    con: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    path: Path,
+    res: FileResult,
+    opts: ReadOptions,
+    state: dict,
+    extras_from,
+) -> bool:
+    """Load ``path`` through ``read_json`` when it is clean; False (nothing stored) when the
+    line-level path must read it."""
+    checked = _fast_lines(con, kind, path, opts)
+    if checked is None:
+        return False
+    n, keys = checked
+    rec = _read_json_records(kind, path, keys, state, extras_from)
+    if opts.progress:
+        opts.progress(f"{path.name}: {n:,} clean lines, read by DuckDB's read_json")
+    loaded = _insert_valid(con, kind, res, opts, rec)
+    if loaded != n:
+        # a row fails validation: the line-level path reads the file, rejects and all
+        con.execute(f"delete from {kind.table} where source_id = ?", [res.source_id])  # noqa: S608
+        if opts.progress:
+            opts.progress(f"{path.name}: {n - loaded:,} rows do not load; read line by line")
+        return False
+    # the rows went in in file order: a row's line is its rank; a statement's key becomes
+    # its fingerprint (one update for both: each rewrites the rows at the commit)
+    if opts.progress:
+        opts.progress(f"{path.name}: {loaded:,} rows stored; numbering their lines")
+    _number_lines(con, kind, res)
     res.rows_read += n
     res.rows_loaded += loaded
     return True

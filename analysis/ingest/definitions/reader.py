@@ -152,25 +152,32 @@ _EPOCH_MICROS = {
 # --- loading ---
 
 
-def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
-    """From ``_chunk(line, raw)`` to ``(line, raw, pre_reason, rec)``: one row per record."""
-    if d.input == "text":
-        names = bind(list(d.groups))
-        obj = f"to_json(regexp_extract(txt, {bind(d.pattern)}, {names}::varchar[]))"
-        if d.keyvalues:
-            pairs = (
-                f"regexp_extract_all(regexp_extract(txt, {bind(d.pattern)}, "
-                f"{bind(re.compile(d.pattern).groupindex[d.keyvalues])}::integer), "
-                + '\'([A-Za-z_][\\w.-]*)=("[^"]*"|[^,]*)\')'
-            )
-            kv = (
-                f"to_json(map_from_entries(list_transform({pairs}, lambda x: struct_pack("
-                "k := split_part(x, '=', 1), "
-                "v := trim(substr(x, strpos(x, '=') + 1), '\"')))))"
-            )
-            obj = f"json_merge_patch({kv}, {obj})"
-        skip = bind(list(d.skip_lines))
-        return f"""
+def _text_record_sql(d: Definition, bind: _Binder) -> str:
+    """The JSON object of a text line: its named groups, over the ``key=value`` pairs of
+    the ``keyvalues`` group when there is one (so that the columns read both alike)."""
+    names = bind(list(d.groups))
+    obj = f"to_json(regexp_extract(txt, {bind(d.pattern)}, {names}::varchar[]))"
+    if d.keyvalues:
+        pairs = (
+            f"regexp_extract_all(regexp_extract(txt, {bind(d.pattern)}, "
+            f"{bind(re.compile(d.pattern).groupindex[d.keyvalues])}::integer), "
+            + '\'([A-Za-z_][\\w.-]*)=("[^"]*"|[^,]*)\')'
+        )
+        kv = (
+            f"to_json(map_from_entries(list_transform({pairs}, lambda x: struct_pack("
+            "k := split_part(x, '=', 1), "
+            "v := trim(substr(x, strpos(x, '=') + 1), '\"')))))"
+        )
+        obj = f"json_merge_patch({kv}, {obj})"
+    return obj
+
+
+def _text_records_sql(d: Definition, bind: _Binder) -> str:
+    """The records query of a text definition: one row per line, matched by its pattern,
+    with comments and unmatched lines marked to be skipped or rejected as it says."""
+    obj = _text_record_sql(d, bind)
+    skip = bind(list(d.skip_lines))
+    return f"""
             with decoded as (
                 select line, try(decode(raw)) as txt, raw as blob from _chunk
             ), marked as (
@@ -195,6 +202,11 @@ def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
                    end as skip_kind
             from marked
         """  # noqa: S608 - the name is a checked definition name, values are bound
+
+
+def _record_lists(d: Definition, bind: _Binder, *, document: bool) -> list[str]:
+    """The SQL lists of records of a JSON ``doc``, one per records path, in the
+    definition's order (the first that holds any is a document's records)."""
     self_record = "$" in d.records or "" in d.records
     lists = []
     for rp in d.records:
@@ -213,8 +225,15 @@ def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
         lists.append("case json_type(doc) when 'ARRAY' then json_extract(doc, '$[*]') end")
     elif self_record:
         lists.append("case json_type(doc) when 'OBJECT' then [doc] end")
+    return lists
+
+
+def _expanded_sql(
+    d: Definition, lists: list[str], bind: _Binder, *, document: bool
+) -> tuple[str, str, str, str, str]:
+    """The unnesting CTEs, line, raw text, reject reason and source of the records of JSON
+    input; none of it when each line is its own record (no unnesting to pay for)."""
     shown = ", ".join(d.records)
-    text_of = "try(decode(raw))"
     if lists != ["case json_type(doc) when 'OBJECT' then [doc] end"]:
         recs = lists[0] if len(lists) == 1 else f"coalesce({', '.join(lists)})"
         unnest = f"""
@@ -248,6 +267,16 @@ def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
                          when json_type(doc) <> 'OBJECT' then 'not a JSON object'
                     end"""
         src = "(select *, doc as rec from parsed)"
+    return unnest, line, raw, reason, src
+
+
+def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
+    """From ``_chunk(line, raw)`` to ``(line, raw, pre_reason, rec)``: one row per record."""
+    if d.input == "text":
+        return _text_records_sql(d, bind)
+    lists = _record_lists(d, bind, document=document)
+    text_of = "try(decode(raw))"
+    unnest, line, raw, reason, src = _expanded_sql(d, lists, bind, document=document)
     return f"""
         with decoded as (
             select line, raw as blob,

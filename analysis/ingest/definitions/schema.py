@@ -157,21 +157,30 @@ def _column(spec: Any, where: str) -> Column:
     )
 
 
-def parse(data: Any, *, origin: str) -> Definition:
-    """A definition from its YAML data; ``origin`` (a file name) goes into every error."""
+def _check_keys(data: Any, origin: str) -> None:
+    """None; raises when ``data`` is not a mapping or has a key no definition may have."""
     if not isinstance(data, dict):
         raise DefinitionError(f"{origin}: a source definition is a mapping (see README)")
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         known = ", ".join(KEYS)
         raise DefinitionError(f"{origin}: unknown key(s) {', '.join(unknown)}; known: {known}")
-    name = str(data.get("name") or Path(origin).stem)
+
+
+def _kind_and_input(data: dict, origin: str) -> tuple[str, str]:
+    """The checked ``kind`` and ``input`` of a definition, which the rest is read against."""
     kind = str(data.get("kind", "auth"))
     if kind not in ("auth",):
         raise DefinitionError(f"{origin}: kind {kind!r}: definitions describe auth logs")
     input_ = str(data.get("input", "json"))
     if input_ not in ("json", "text"):
         raise DefinitionError(f"{origin}: input {input_!r}: json or text")
+    return kind, input_
+
+
+def _columns(data: dict, origin: str, kind: str) -> dict[str, Column]:
+    """The canonical columns (``fields``, then ``constants`` of the kind's columns), checked
+    to have a ``ts`` and an ``outcome``, without which no record can be an attempt."""
     fields_spec = data.get("fields") or {}
     if not isinstance(fields_spec, dict):
         raise DefinitionError(f"{origin}: fields: a mapping of column -> path")
@@ -190,6 +199,13 @@ def parse(data: Any, *, origin: str) -> Definition:
     missing = [n for n in ("ts", "outcome") if n not in columns]
     if missing:
         raise DefinitionError(f"{origin}: fields: no path for {', '.join(missing)}")
+    return columns
+
+
+def _extras(data: dict, origin: str, kind: str) -> dict[str, Column]:
+    """The kept columns (``extras``, then ``constants`` that are not the kind's columns),
+    each checked to be a plain name that clashes with none of ours."""
+    the_kind = kinds.KINDS[kind]
     extras: dict[str, Column] = {}
     for n, spec in (data.get("extras") or {}).items():
         if not db.is_identifier(str(n)) or n in kinds.RESERVED or n in the_kind.fields:
@@ -200,6 +216,11 @@ def parse(data: Any, *, origin: str) -> Definition:
             if not db.is_identifier(str(n)) or n in kinds.RESERVED:
                 raise DefinitionError(f"{origin}: constants.{n}: not a plain column name")
             extras[str(n)] = Column(constant=None if v is None else str(v))
+    return extras
+
+
+def _timestamps(data: dict, origin: str) -> tuple[str, ...]:
+    """The checked timestamp formats, tried in order (``iso`` when none is given)."""
     ts_formats = _strings(data.get("timestamp", "iso"), f"{origin}: timestamp") or ("iso",)
     for ts_format in ts_formats:
         if ts_format not in TIMESTAMPS and "%" not in ts_format:
@@ -207,7 +228,11 @@ def parse(data: Any, *, origin: str) -> Definition:
                 f"{origin}: timestamp {ts_format!r}: one of {', '.join(TIMESTAMPS)} "
                 "or a strptime format such as '%d/%b/%Y:%H:%M:%S %z'"
             )
-    sig = data.get("signature") or {}
+    return ts_formats
+
+
+def _attempts(data: dict, origin: str) -> Any:
+    """The ``attempts`` mapping, checked to name its field and to hold only known keys."""
     attempts = data.get("attempts") or {}
     if attempts and not attempts.get("field"):
         raise DefinitionError(f"{origin}: attempts: needs the field whose values decide")
@@ -220,6 +245,12 @@ def parse(data: Any, *, origin: str) -> Definition:
         raise DefinitionError(
             f"{origin}: attempts: unknown key(s) {unknown} ({', '.join(sorted(attempt_keys))})"
         )
+    return attempts
+
+
+def _groups(data: dict, origin: str, input_: str) -> tuple[str, ...]:
+    """The named groups of a text definition's pattern (none for JSON), checked to exist
+    and to hold the ``keyvalues`` group."""
     pattern = data.get("pattern")
     groups: tuple[str, ...] = ()
     if input_ == "text":
@@ -235,6 +266,21 @@ def parse(data: Any, *, origin: str) -> Definition:
             raise DefinitionError(
                 f"{origin}: keyvalues {data['keyvalues']!r} is not a named group of the pattern"
             )
+    return groups
+
+
+def parse(data: Any, *, origin: str) -> Definition:
+    """A definition from its YAML data; ``origin`` (a file name) goes into every error."""
+    _check_keys(data, origin)
+    name = str(data.get("name") or Path(origin).stem)
+    kind, input_ = _kind_and_input(data, origin)
+    columns = _columns(data, origin, kind)
+    extras = _extras(data, origin, kind)
+    ts_formats = _timestamps(data, origin)
+    sig = data.get("signature") or {}
+    attempts = _attempts(data, origin)
+    pattern = data.get("pattern")
+    groups = _groups(data, origin, input_)
     classes = data.get("error_classes") or {}
     return Definition(
         name=name,

@@ -126,17 +126,10 @@ def time_sql(col: str, parts: str) -> str:
         end"""
 
 
-def finish_chunk(
-    con: duckdb.DuckDBPyConnection,
-    res: kinds.FileResult,
-    rec: tuple[str, dict[str, object]],
-    *,
-    tz: str,
-    extras: list[str],
-    counts: common.Counts,
-) -> int:
-    """Classify the entries of the query ``rec`` (SQL and its values, the ``_fmt_rec`` of
-    a layout); store queries and server events. Returns the number of entries."""
+def _classify(con: duckdb.DuckDBPyConnection, rec: tuple[str, dict[str, object]]) -> None:
+    """Nothing; makes ``_fmt_cls``: each entry of ``rec`` with ``what`` it is (query,
+    statement, parse/bind, duration-only or other), its statement and duration, for the
+    steps after it to store."""
     rec_sql, rec_params = rec
     con.execute(
         f"""
@@ -177,7 +170,11 @@ def finish_chunk(
         """,  # noqa: S608 - fixed SQL
         {"duration": _DURATION, "stmt_only": _STATEMENT_ONLY, **rec_params, **zone_params()},
     )
-    _pair_durations(con)
+
+
+def _store_server_events(con: duckdb.DuckDBPyConnection, res: kinds.FileResult, tz: str) -> None:
+    """Nothing; inserts the entries of ``_fmt_cls`` that are not queries into
+    ``server_events``, where the report finds connections, errors and checkpoints."""
     utc = tz == "UTC"
     values: dict[str, object] = {"sid": res.source_id, "keep": kinds.RAW_KEEP_CHARS}
     if not utc:
@@ -192,6 +189,11 @@ def finish_chunk(
         """,  # noqa: S608 - fixed SQL
         values,
     )
+
+
+def _count_events(con: duckdb.DuckDBPyConnection, counts: common.Counts) -> None:
+    """Nothing; adds the entries of ``_fmt_cls`` that are not queries to ``counts``, by
+    what they are, so that the load's notes say what was not a query."""
     for what, severity, n in con.execute(
         "select what, severity, count(*) from _fmt_cls "
         "where what not in ('query', 'duration-only') group by all"
@@ -202,6 +204,13 @@ def finish_chunk(
             counts.add(STATEMENTS, n)
         else:
             counts.add(severity or "no severity", n)
+
+
+def _store_queries(
+    con: duckdb.DuckDBPyConnection, res: kinds.FileResult, tz: str, extras: list[str]
+) -> None:
+    """Nothing; validates and stores the queries of ``_fmt_cls`` (with ``extras``) as every
+    other format's queries are, bad ones as rejects."""
     cols = ", ".join(
         f"{db.quote_identifier(n)} as {db.quote_identifier('f_' + n)}" for n in extras
     )
@@ -221,6 +230,24 @@ def finish_chunk(
     """  # noqa: S608 - identifiers from the fixed EXTRAS list
     params: dict[str, object] = {"keep": kinds.RAW_KEEP_CHARS}
     validate.store(con, kinds.QUERIES, res, kinds.Records(sql, params, extras), tz)
+
+
+def finish_chunk(
+    con: duckdb.DuckDBPyConnection,
+    res: kinds.FileResult,
+    rec: tuple[str, dict[str, object]],
+    *,
+    tz: str,
+    extras: list[str],
+    counts: common.Counts,
+) -> int:
+    """Classify the entries of the query ``rec`` (SQL and its values, the ``_fmt_rec`` of
+    a layout); store queries and server events. Returns the number of entries."""
+    _classify(con, rec)
+    _pair_durations(con)
+    _store_server_events(con, res, tz)
+    _count_events(con, counts)
+    _store_queries(con, res, tz, extras)
     return db.one(con, "select count(*) from _fmt_cls")[0]
 
 

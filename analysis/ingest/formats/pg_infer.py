@@ -148,67 +148,76 @@ def lex(head: str) -> list[Token]:
         return ""
 
     while i < n:
-        rest = head[i:]
         if key is not None:
             letter, key = key, None
-            if letter == "a":
-                # an application name may hold spaces: it ends where the next key starts
-                m = _NEXT_KEY.search(head, i)
-                end = m.start() if m else len(head.rstrip(" ])>:,;|"))
-                emit("a", head[i:end])
+            end = _keyed_value(head, i, letter, emit)
+            if end is not None:
                 i = end
                 continue
-            if rest.startswith(("[unknown]", "[local]")):
-                text = "[unknown]" if rest.startswith("[unknown]") else "[local]"
-                emit(letter, text)
-                i += len(text)
-                continue
-            m = (
-                (_SIGNED if letter == "Q" else _INT).match(rest)
-                if letter in "plxQ"
-                else _VALUE_OF.get(letter, _NAME).match(rest)
-            )
-            if m and not _TS.match(rest):
-                emit(letter, m.group(0))
-                i += m.end()
-                continue
-            if letter not in "plxQ" and (rest[:1] in ",; |)]" or not rest):
-                emit(letter, "")  # an empty value (a background process)
-                continue
-        m = _TS.match(rest)
-        if m:
-            letter = "m" if m.group(1) else ("s" if "t" in used or "m" in used else "t")
-            emit(letter, m.group(0))
-            i += m.end()
-            continue
-        for special, what in _SPECIAL.items():
-            if rest.startswith(special):
-                if what == "h":
-                    emit("h" if "h" not in used and "r" not in used else "", special)
-                else:
-                    emit(_name_role(out, used, head, i, i + len(special)), special)
-                i += len(special)
-                break
-        else:
-            step = _shape(rest, used, out, emit, number)
-            if step:
-                i += step
-                continue
-            m = _NAME.match(rest)
-            if m:
-                after = head[i + m.end() :]
-                k = _KEY.match(after)
-                if k and after[k.end() : k.end() + 1] != "=":
-                    emit("", m.group(0) + k.group(0))
-                    key = KEYS.get(m.group(0).lower().strip("_"))
-                    i += m.end() + k.end()
-                    continue
-                emit(_name_role(out, used, head, i, i + m.end()), m.group(0))
-                i += m.end()
-                continue
-            emit("", head[i])
-            i += 1
+        i, key = _next_token(head, i, out, used, emit, number)
     return out
+
+
+def _keyed_value(head: str, i: int, letter: str, emit) -> int | None:
+    """Emit the value of a key (``user=``…) whose escape is ``letter``; the position after
+    it, or None when no such value is there (the text is then read as if no key preceded it)."""
+    rest = head[i:]
+    if letter == "a":
+        # an application name may hold spaces: it ends where the next key starts
+        m = _NEXT_KEY.search(head, i)
+        end = m.start() if m else len(head.rstrip(" ])>:,;|"))
+        emit("a", head[i:end])
+        return end
+    if rest.startswith(("[unknown]", "[local]")):
+        text = "[unknown]" if rest.startswith("[unknown]") else "[local]"
+        emit(letter, text)
+        return i + len(text)
+    m = (
+        (_SIGNED if letter == "Q" else _INT).match(rest)
+        if letter in "plxQ"
+        else _VALUE_OF.get(letter, _NAME).match(rest)
+    )
+    if m and not _TS.match(rest):
+        emit(letter, m.group(0))
+        return i + m.end()
+    if letter not in "plxQ" and (rest[:1] in ",; |)]" or not rest):
+        emit(letter, "")  # an empty value (a background process)
+        return i
+    return None
+
+
+def _next_token(
+    head: str, i: int, out: list[Token], used: set[str], emit, number
+) -> tuple[int, str | None]:
+    """Emit the escape or literal text at ``i``; the position after it, and the escape of
+    the value that comes next when the text is a key (``user=``), so that it reads that."""
+    rest = head[i:]
+    m = _TS.match(rest)
+    if m:
+        letter = "m" if m.group(1) else ("s" if "t" in used or "m" in used else "t")
+        emit(letter, m.group(0))
+        return i + m.end(), None
+    for special, what in _SPECIAL.items():
+        if rest.startswith(special):
+            if what == "h":
+                emit("h" if "h" not in used and "r" not in used else "", special)
+            else:
+                emit(_name_role(out, used, head, i, i + len(special)), special)
+            return i + len(special), None
+    step = _shape(rest, used, out, emit, number)
+    if step:
+        return i + step, None
+    m = _NAME.match(rest)
+    if m:
+        after = head[i + m.end() :]
+        k = _KEY.match(after)
+        if k and after[k.end() : k.end() + 1] != "=":
+            emit("", m.group(0) + k.group(0))
+            return i + m.end() + k.end(), KEYS.get(m.group(0).lower().strip("_"))
+        emit(_name_role(out, used, head, i, i + m.end()), m.group(0))
+        return i + m.end(), None
+    emit("", head[i])
+    return i + 1, None
 
 
 _VALUE_OF = {
