@@ -15,8 +15,8 @@ LAB_PARAMS ?=
 # Jupyter refuses to run as root unless told; these machines and CI run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help venv spark sample report test lint format bench fuzz lab lab-data hooks chromium pgbadger \
-	postgresql prometheus java clean
+.PHONY: help venv spark sample report test lint docs format bench fuzz lab lab-data hooks chromium \
+	pgbadger postgresql prometheus java clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -50,11 +50,16 @@ report: $(SAMPLE)  ## write reports/2024-01-19-auth/ for the sample
 test: $(STAMP) lint chromium postgresql prometheus spark  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff (code and notebooks), the import layers, notebooks without outputs
+lint: $(STAMP) docs  ## ruff, the import contract, notebooks without outputs, function sizes, docs
 	$(BIN)/ruff check analysis tests tools notebooks
 	$(BIN)/ruff format --check analysis tests tools notebooks
 	$(BIN)/lint-imports
 	$(BIN)/python -m tools.nbcheck notebooks/*.ipynb
+	$(BIN)/python -m tools.long_functions
+
+# the documentation site from docs/ (a broken link or anchor fails the build)
+docs: $(STAMP)  ## build the documentation site into site/ (mkdocs build --strict)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 format: $(STAMP)  ## fix what ruff can fix
 	$(BIN)/ruff check --fix analysis tests tools notebooks
@@ -127,4 +132,4 @@ hooks: $(STAMP)  ## install the git pre-commit hooks (ruff, nbstripout, large fi
 	$(BIN)/pre-commit install
 
 clean:  ## remove generated data, reports and the virtual environment
-	rm -rf $(VENV) data/sample data/bench data/lab data/*.duckdb data/*.duckdb.wal reports
+	rm -rf $(VENV) data/sample data/bench data/lab data/*.duckdb data/*.duckdb.wal reports site

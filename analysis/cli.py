@@ -1,10 +1,11 @@
-"""The ``postmortem`` command: sample, load, report, verify."""
+"""The ``postmortem`` command: init, sample, load, report, verify, lab."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 import time
@@ -19,10 +20,17 @@ from analysis import errors
 # has an "iri" field; without it, jsonschema leaves that one format unchecked.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from analysis import config, db, ingest, report  # noqa: E402  # noqa: E402
+import analysis  # noqa: E402
+from analysis import config, db, ingest, report  # noqa: E402
 
 EPILOG = """\
+The incident folder is the working directory (or --project-dir DIR, or POSTMORTEM_ROOT): the
+database, the reports, the pseudonym key and incident.yaml are found and written there.
+
 examples:
+  postmortem init                                # a starter incident.yaml, every parameter
+  postmortem report                              # reads ./incident.yaml when it is there
+  postmortem lab                                 # JupyterLab here, on this incident
   postmortem sample                              # the 2024-01-19 incident under data/sample/
   postmortem load --database data/incident.duckdb --auth 'logs/auth-*.jsonl.gz'
   postmortem report                              # the sample, into reports/2024-01-19-auth/
@@ -30,7 +38,8 @@ examples:
       --start 2024-03-02T08:00:00Z --end 2024-03-02T09:10:00Z --incident-id 2024-03-02-login
   postmortem verify reports/2024-01-19-auth
 
-Times are UTC instants written with Z or an offset. See README.md for every parameter.
+Times are UTC instants written with Z or an offset. `postmortem COMMAND --help` lists every
+flag; the documentation (docs/ of the repository) has every parameter and format.
 """
 
 
@@ -114,19 +123,24 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="DuckDB threads [default: cores]")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="postmortem",
-        description="Turn authentication and database query logs into the evidence of a "
-        "postmortem: load them into DuckDB, analyse the incident window, and write a "
-        "reproducible report folder.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def _init_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``postmortem init`` subcommand."""
+    p = sub.add_parser(
+        "init",
+        help="make a folder an incident folder: a starter incident.yaml",
+        formatter_class=_Formatter,
+        description="Write incident.yaml, with every parameter of a report commented out "
+        "with its default and what it means, and an empty definitions/ folder for source "
+        "definitions of your own. `postmortem report` run in the folder reads incident.yaml.",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p.add_argument(
+        "folder", nargs="?", type=Path, default=None, help="[default: the incident folder]"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing incident.yaml")
 
+
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``postmortem sample`` subcommand."""
     p = sub.add_parser(
         "sample",
         help="write the sample incident (auth events, queries, timeline)",
@@ -134,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the 2024-01-19 incident as raw logs: the story is in "
         "the rows, for the analysis to find without being told.",
     )
-    p.add_argument("--out", type=Path, default=config.SAMPLE_DIR, help="output folder")
+    p.add_argument("--out", type=Path, default=None, help="output folder [default: data/sample/]")
     p.add_argument(
         "--scale",
         type=float,
@@ -149,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="file format of the auth events and queries",
     )
 
+
+def _load_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``postmortem load`` subcommand."""
     p = sub.add_parser(
         "load",
         help="load logs into a DuckDB file and count what was rejected",
@@ -158,10 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
         "transaction. Bad rows go to the 'rejects' table with file, line and "
         "reason; a file loaded before (same SHA-256) is not loaded again.",
     )
-    p.add_argument("--database", type=Path, required=True, help="DuckDB file")
+    p.add_argument(
+        "--database", type=Path, default=None, help="DuckDB file [default: data/incident.duckdb]"
+    )
     _add_input_flags(p)
     _add_engine_flags(p)
 
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``postmortem report`` subcommand."""
     p = sub.add_parser(
         "report",
         help="load, analyse and write the report folder",
@@ -179,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
             _add_param_flag(g, param)
     _add_engine_flags(p)
 
+
+def _verify_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``postmortem verify`` subcommand."""
     p = sub.add_parser(
         "verify",
         help="re-run a report from its manifest and compare hashes",
@@ -187,6 +212,60 @@ def build_parser() -> argparse.ArgumentParser:
         "and every hashed output is byte-identical.",
     )
     p.add_argument("report_dir", type=Path, help="a report folder with a manifest.json")
+
+
+def _lab_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``postmortem lab`` subcommand."""
+    p = sub.add_parser(
+        "lab",
+        help="JupyterLab in the incident folder, with the exploration notebook",
+        formatter_class=_Formatter,
+        description="Copy the exploration notebook into the incident folder (once: a copy "
+        "there is kept with your cells) with the incident's parameters (incident.yaml, "
+        "overridden by --config and the flags), and start JupyterLab on 127.0.0.1 there, "
+        "on a kernel of this installation. The notebook loads the inputs into the "
+        "incident's database (files loaded before are found by their hash) and views them.",
+    )
+    p.add_argument("--config", type=Path, help="YAML file of notebook parameters")
+    _add_input_flags(p)
+    p.add_argument("--database", default=None, help="DuckDB file [default: data/incident.duckdb]")
+    p.add_argument("--port", type=int, default=8888, help="port on 127.0.0.1")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="prepare the notebook and the kernel, print the JupyterLab command, start nothing",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="postmortem",
+        description="Turn authentication and database query logs into the evidence of a "
+        "postmortem: load them into DuckDB, analyse the incident window, and write a "
+        "reproducible report folder.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--version", action="version", version=f"postmortem-lab {analysis.__version__}"
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        metavar="DIR",
+        help="the incident folder, where defaults are found and written "
+        "[default: $POSTMORTEM_ROOT, else the working directory]",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _init_parser(sub)
+    _sample_parser(sub)
+    _load_parser(sub)
+    _report_parser(sub)
+    _verify_parser(sub)
+    _lab_parser(sub)
     return parser
 
 
@@ -196,7 +275,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     say = (lambda _m: None) if args.quiet else _throttled()
+    if args.project_dir is not None:
+        if not args.project_dir.is_dir():
+            print(
+                f"postmortem: error: --project-dir {args.project_dir}: no such folder",
+                file=sys.stderr,
+            )
+            return 2
+        # the kernels the report starts inherit it
+        os.environ[config.ROOT_ENV] = str(config.use_root(args.project_dir))
     try:
+        if args.command == "init":
+            return _init(args)
+        if args.command == "lab":
+            return _lab(args)
         if args.command == "sample":
             return _sample(args, say)
         if args.command == "load":
@@ -216,12 +308,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from analysis.report import folder
+
+    where = (args.folder or config.PROJECT_ROOT).resolve()
+    for path in folder.init(where, force=args.force):
+        print(path)
+    print(
+        f"incident folder {where}: edit incident.yaml (the inputs, the window, the incident "
+        "id), then run `postmortem report` there",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from analysis.report import folder
+
+    given = {"database": args.database}
+    given.update({k: getattr(args, k, None) for k in report.INPUTS})
+    if args.config:
+        given = {**report.read_config(args.config), **{k: v for k, v in given.items() if v}}
+    root = config.PROJECT_ROOT
+    notebook = folder.prepare_lab(root, given)
+    kernel = folder.ensure_kernel()
+    cmd = folder.lab_command(root, notebook, port=args.port, browser=not args.no_browser)
+    print(f"notebook {notebook} (kernel {kernel})", file=sys.stderr)
+    if args.prepare_only:
+        print(" ".join(cmd))
+        return 0
+    os.execv(cmd[0], cmd)  # JupyterLab takes over this process; Ctrl-C stops it
+    return 0  # pragma: no cover
+
+
 def _sample(args: argparse.Namespace, say) -> int:
     from analysis import sample
 
     started = time.monotonic()
     paths = sample.generate(
-        args.out, scale=args.scale, seed=args.seed, fmt=args.format, progress=say
+        args.out or config.SAMPLE_DIR,
+        scale=args.scale,
+        seed=args.seed,
+        fmt=args.format,
+        progress=say,
     )
     for name, path in paths.items():
         print(f"{name:<9} {path}")
@@ -232,6 +361,7 @@ def _sample(args: argparse.Namespace, say) -> int:
 def _load(args: argparse.Namespace, say) -> int:
     if not (args.auth_logs or args.query_logs or args.timeline):
         raise errors.LoadError("nothing to load: give --auth, --queries and/or --timeline")
+    args.database = args.database or config.DATA_DIR / "incident.duckdb"
     args.database.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     from analysis.db import connect_waiting

@@ -22,8 +22,10 @@ _DOOR = {
     "INPUTS": "params",
     "Param": "params",
     "params_of": "params",
+    "read_config": "params",
     "charts": None,
     "draft": None,
+    "folder": None,
 }
 
 __all__ = sorted(_DOOR)

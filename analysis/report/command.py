@@ -23,10 +23,14 @@ from analysis.report.run import NOTEBOOK, STAGING_ENV, TIMINGS_PREFIX, Run, note
 
 
 def gather_parameters(args: Any) -> dict[str, Any]:
-    """Config file values overlaid with the flags that were given."""
+    """The incident folder's ``incident.yaml`` (or ``--config``) overlaid with the flags that
+    were given."""
     given: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        given.update(params.read_config(args.config))
+    config_file = getattr(args, "config", None) or (
+        config.CONFIG_FILE if config.CONFIG_FILE.is_file() else None
+    )
+    if config_file:
+        given.update(params.read_config(config_file))
     for key in params.DEFAULTS:
         value = getattr(args, key, None)
         if value is not None:
@@ -49,6 +53,28 @@ def main(args: Any, say: Callable[[str], None]) -> int:
         os.environ[db.THREADS_ENV] = str(args.threads)
     run = Run(p, say=say)
     final = run.out_dir
+    _check_before_the_kernel(run, final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    staging.chmod(0o755)
+    previous = os.environ.get(STAGING_ENV)
+    try:
+        _run_notebooks(p, staging, quiet=bool(getattr(args, "quiet", False)))
+        swap_into_place(staging, final)
+    finally:
+        if previous is None:
+            os.environ.pop(STAGING_ENV, None)
+        else:
+            os.environ[STAGING_ENV] = previous
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    _print_outcome(final, started)
+    return 0
+
+
+def _check_before_the_kernel(run: Run, final: Path) -> None:
+    """Refuse, before a kernel starts, a folder that is not a report, an engine that is not
+    installed, or an input that is missing or of the wrong kind."""
     # checked first: whatever else is wrong, a folder that is not a report is never replaced
     if final.exists() and (
         not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())
@@ -58,26 +84,24 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             "its folder, so choose another --out"
         )
     run.engine.prepare()  # e.g. without PySpark, one line saying how to install it
-    # a missing input stops here, before a kernel starts
     files = {key: run.input_files(key) for key in params.INPUTS}
     run.engine.check({"auth": files["auth_logs"], "queries": files["query_logs"]})
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    km = None
-    previous = os.environ.get(STAGING_ENV)
-    staging.chmod(0o755)
+
+
+def _run_notebooks(p: dict[str, Any], staging: Path, *, quiet: bool) -> None:
+    """Execute the report's notebooks into ``staging``, each converted to HTML while the
+    next one runs (its kernel is a process of its own; nbconvert's first conversion takes
+    about 2 s)."""
+    # papermill and nbconvert are imported here, on this thread, before the converter
+    # starts: both import jupyter_client, whose modules import each other, and two
+    # threads importing it at once can meet a partially initialised module (CI saw
+    # "cannot import name 'AsyncKernelManager' from partially initialized module").
+    # After papermill, nbconvert's own import is 0.2 s; the templates stay in the thread.
+    # The first notebook's kernel boots (0.6-0.7 s) while they import (about 1 s); it
+    # inherits the staging folder from the environment, as papermill's would
+    os.environ[STAGING_ENV] = str(staging)
+    km = start_kernel()
     try:
-        # each notebook's HTML is written while the next notebook runs (its kernel is a
-        # process of its own): nbconvert's first conversion takes about 2 s
-        # papermill and nbconvert are imported here, on this thread, before the converter
-        # starts: both import jupyter_client, whose modules import each other, and two
-        # threads importing it at once can meet a partially initialised module (CI saw
-        # "cannot import name 'AsyncKernelManager' from partially initialized module").
-        # After papermill, nbconvert's own import is 0.2 s; the templates stay in the thread.
-        # The first notebook's kernel boots (0.6-0.7 s) while they import (about 1 s); it
-        # inherits the staging folder from the environment, as papermill's would
-        os.environ[STAGING_ENV] = str(staging)
-        km = start_kernel()
         import nbconvert  # noqa: F401
         import papermill  # noqa: F401
 
@@ -87,7 +111,7 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             converter.submit(warm_html)
             pages = []
             notebooks = notebooks_of(p)
-            if len(notebooks) == 1 and p["exploration"] and not getattr(args, "quiet", False):
+            if len(notebooks) == 1 and p["exploration"] and not quiet:
                 print(
                     "  explore.ipynb: left out (it reads rows; only Spark reads these URIs)",
                     file=sys.stderr,
@@ -96,9 +120,9 @@ def main(args: Any, say: Callable[[str], None]) -> int:
                 began = time.monotonic()
                 # execute stops the kernel; a later notebook gets one of its own from papermill
                 kernel, km = km, None
-                execute(p, staging, quiet=getattr(args, "quiet", False), notebook=name, km=kernel)
+                execute(p, staging, quiet=quiet, notebook=name, km=kernel)
                 pages.append(converter.submit(to_html, staging / name))
-                if not getattr(args, "quiet", False):
+                if not quiet:
                     print(
                         f"  {name}: {time.monotonic() - began:.1f} s "
                         f"({step_timings(staging / name)})",
@@ -106,16 +130,13 @@ def main(args: Any, say: Callable[[str], None]) -> int:
                     )
             for page in pages:
                 page.result()
-        swap_into_place(staging, final)
     finally:
         if km is not None:  # started, and its notebook never ran
             stop_kernel(km)
-        if previous is None:
-            os.environ.pop(STAGING_ENV, None)
-        else:
-            os.environ[STAGING_ENV] = previous
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _print_outcome(final: Path, started: float) -> None:
+    """What was read, loaded and rejected, the headline, and where the report is."""
     s = json.loads((final / "summary.json").read_text(encoding="utf-8"))
     for key in ("auth", "queries", "timeline"):
         counts = s["ingest"].get(key)
@@ -128,7 +149,6 @@ def main(args: Any, say: Callable[[str], None]) -> int:
             )
     print(draft.headline(s))
     print(f"report written to {final} in {time.monotonic() - started:.1f} s")
-    return 0
 
 
 def step_timings(notebook: Path) -> str:

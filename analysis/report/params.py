@@ -189,14 +189,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     out = dict(DEFAULTS)
     out.update({k: v for k, v in given.items() if v is not None})
     check_incident_id(out["incident_id"])
-    for key in ("incident_start", "incident_end"):
-        try:
-            times.parse_instant(str(out[key]))
-        except ValueError as exc:
-            raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
-        out[key] = str(out[key])
-    if times.parse_instant(out["incident_end"]) <= times.parse_instant(out["incident_start"]):
-        raise ParameterError("incident_end must be after incident_start")
+    _check_window(out)
     times.bucket_interval(out["bucket"])
     for key, choices in (("auth_format", AUTH_FORMATS), ("query_format", QUERY_FORMATS)):
         value = str(out[key])
@@ -207,20 +200,53 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     for key in (p.name for p in PARAMETERS if p.type is bool):
         if isinstance(out[key], str):
             out[key] = out[key].strip().lower() in ("1", "true", "yes")
+    _check_range(out)
+    engines.engine_of(out)  # an engine that does not exist is refused here
+    _check_spark_conf(out)
+    out["user_error_codes"] = _listed(out["user_error_codes"])
+    out["login_path"] = [str(x) for x in _listed(out["login_path"])]
+    try:
+        out["year"] = int(out["year"] or 0)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"year {out['year']!r} is not a year") from exc
+    _check_alert_metrics(out)
+    if not out["report_dir"]:
+        out["report_dir"] = str(Path("reports") / out["incident_id"])
+    return out
+
+
+def _instant(out: dict[str, Any], key: str) -> str:
+    """The parameter ``key`` as the instant text it is, or the error naming it."""
+    try:
+        times.parse_instant(str(out[key]))
+    except ValueError as exc:
+        raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
+    return str(out[key])
+
+
+def _check_window(out: dict[str, Any]) -> None:
+    """The declared window: two instants, the end after the start."""
+    for key in ("incident_start", "incident_end"):
+        out[key] = _instant(out, key)
+    if times.parse_instant(out["incident_end"]) <= times.parse_instant(out["incident_start"]):
+        raise ParameterError("incident_end must be after incident_start")
+
+
+def _check_range(out: dict[str, Any]) -> None:
+    """The analysed range: each end an instant or empty, the end after the start."""
     for key in ("range_start", "range_end"):
         if out[key]:
-            try:
-                times.parse_instant(str(out[key]))
-            except ValueError as exc:
-                raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
-            out[key] = str(out[key])
+            out[key] = _instant(out, key)
     if (
         out["range_start"]
         and out["range_end"]
         and times.parse_instant(out["range_end"]) <= times.parse_instant(out["range_start"])
     ):
         raise ParameterError("range_end must be after range_start")
-    engines.engine_of(out)  # an engine that does not exist is refused here
+
+
+def _check_spark_conf(out: dict[str, Any]) -> None:
+    """Spark settings as a list of KEY=VALUE, none of them a secret."""
     conf = out["spark_conf"]
     out["spark_conf"] = [conf] if isinstance(conf, str) and conf else list(conf or [])
     for item in out["spark_conf"]:
@@ -233,31 +259,27 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
                 f"spark_conf {key}: a secret would be written into the report; give it through "
                 "the environment or spark-defaults.conf instead"
             )
-    codes = out["user_error_codes"]
-    if isinstance(codes, str):
-        codes = [c.strip() for c in codes.split(",") if c.strip()]
-    out["user_error_codes"] = list(codes)
-    paths = out["login_path"]
-    if isinstance(paths, str):
-        paths = [x.strip() for x in paths.split(",") if x.strip()]
-    out["login_path"] = [str(x) for x in paths]
-    try:
-        out["year"] = int(out["year"] or 0)
-    except (TypeError, ValueError) as exc:
-        raise ParameterError(f"year {out['year']!r} is not a year") from exc
+
+
+def _listed(value: str | list[Any]) -> list[Any]:
+    """A list parameter given as a list, or as one comma-separated text."""
+    if isinstance(value, str):
+        return [x.strip() for x in value.split(",") if x.strip()]
+    return list(value)
+
+
+def _check_alert_metrics(out: dict[str, Any]) -> None:
+    """The alert rules' metric names: the given mapping (or its YAML text), checked."""
     # imported here: the alert rules bring pandas, 0.5 s of every command's start
     from analysis import alerts
 
-    try:  # the alert rules' metric names (issue 18): the given mapping, checked
+    try:
         alerts.metric_mapping(out["alert_metrics"])
     except errors.AlertConfigError as exc:
         raise ParameterError(str(exc)) from exc
     if isinstance(out["alert_metrics"], str):
         out["alert_metrics"] = yaml.safe_load(out["alert_metrics"]) or {}
     out["alert_metrics"] = dict(out["alert_metrics"] or {})
-    if not out["report_dir"]:
-        out["report_dir"] = str(Path("reports") / out["incident_id"])
-    return out
 
 
 def resolve_path(value: str) -> str:

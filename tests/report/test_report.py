@@ -169,8 +169,11 @@ def test_the_manifest_records_inputs_parameters_versions_and_outputs(report):
 
 
 def test_two_runs_from_other_directories_are_byte_identical(report, small_sample, tmp_path):
+    # the same incident folder (its pseudonym key), named from another working directory
     other = tmp_path / "elsewhere" / "second"
     postmortem(
+        "--project-dir",
+        str(ROOT),
         "report",
         *sample_args(small_sample),
         "--database",
