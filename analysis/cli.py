@@ -97,8 +97,8 @@ def _add_param_flag(g: argparse._ArgumentGroup, param: report.Param) -> None:
     extra: dict = {}
     if param.type is list or param.name in report.INPUTS:
         extra["nargs"] = "+"
-    if param.type is int:
-        extra["type"] = int
+    if param.type in (int, float):
+        extra["type"] = param.type
     g.add_argument(
         *param.flags, dest=param.name, default=None, metavar=param.metavar, help=text, **extra
     )

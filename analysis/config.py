@@ -76,3 +76,6 @@ TIMELINE_KINDS: tuple[str, ...] = (
 )
 #: minutes excluded on each side of the declared window when computing the baseline
 BASELINE_GUARD_MINUTES = 15
+#: the login SLO: the share of attempts without a system failure, over a window of days
+DEFAULT_SLO_TARGET = 0.999
+DEFAULT_SLO_WINDOW = "30d"

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from analysis import db, privacy, times
-from analysis.alerts import promtool
+from analysis.alerts import burn, promtool
 from analysis.alerts.promql import firing, prom_duration, prom_number
 from analysis.alerts.signals import (
     FP_RULES,
@@ -63,7 +63,10 @@ _LABEL_KEYS = ("outcome_label", "error_code_label", "caller_label", "fingerprint
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
-SEVERITY = "page"
+#: a threshold rule pages only when the backtest shows it leads the detection; else a ticket
+PAGE, TICKET = "page", "ticket"
+#: the margin added to the longest run above a threshold on the baseline, to make its ``for``
+FOR_MARGIN_S = 120
 
 
 def metric_mapping(given: dict[str, Any] | str | None) -> dict[str, Any]:
@@ -220,6 +223,12 @@ def build(
     )
     kept = _with_thresholds(rules, buckets, base_eval, skipped)
     recorded = _records_read(recorded, kept)
+    why = burn.usable(buckets.seconds)
+    if why:
+        skipped.append({"signal": "slo_burn_rate", "reason": why})
+    else:
+        slo_rules, slo_records = burn.rules(buckets, params, m)
+        kept, recorded = kept + slo_rules, recorded + slo_records
     detection = _first_detection(events, params)
     results = _backtests(kept, buckets, base_eval, params, detection, incident_id)
     rules_yaml = render_rules(incident_id, buckets.seconds, recorded, kept)
@@ -243,6 +252,7 @@ def _with_thresholds(
 ) -> list[Rule]:
     """Return the rules given a threshold, ``for`` and firing (the others go to ``skipped``)."""
     max_for = max(0, MAX_FOR_MINUTES * 60 // buckets.seconds)
+    margin = -(-FOR_MARGIN_S // buckets.seconds)  # whole evaluations, rounded up
     kept = []
     for rule in rules:
         chosen = choose(rule.values, base_eval, floor=rule.floor, max_for=max_for)
@@ -251,7 +261,15 @@ def _with_thresholds(
                 {"signal": rule.key, "reason": "no baseline evaluation to take a threshold from"}
             )
             continue
-        rule.threshold, rule.for_evals, rule.basis = chosen
+        rule.threshold, longest, rule.basis = chosen
+        # a run as long as the baseline's longest is no news: for = that run plus a margin
+        rule.for_evals = longest + margin
+        rule.basis["for"] = {
+            "longest_baseline_run_evaluations": longest,
+            "margin_evaluations": margin,
+            "rule": "for = the longest run of baseline evaluations above the threshold "
+            f"+ {prom_duration(FOR_MARGIN_S)}",
+        }
         rule.for_s = rule.for_evals * buckets.seconds
         rule.firing = firing(rule.values, rule.threshold, rule.for_evals)
         kept.append(rule)
@@ -267,9 +285,16 @@ def _backtests(
     incident_id: str,
 ) -> list[dict[str, Any]]:
     """Return each kept alert's backtest, and label and annotate the alert with what it found."""
-    results = [_backtest(rule, buckets, base_eval, params, detection) for rule in kept]
+    results = [
+        _backtest(rule, buckets, rule.baseline if rule.baseline is not None else base_eval,
+                  params, detection)
+        for rule in kept
+    ]  # fmt: skip
     for rule, res in zip(kept, results, strict=True):
-        rule.alert_labels = {"severity": SEVERITY, "signal": rule.key}
+        if not rule.alert_labels:  # a burn-rate alert has its severity from its policy
+            lead = res["lead_over_detection_s"]
+            severity = PAGE if lead is not None and lead > 0 else TICKET
+            rule.alert_labels = {"severity": severity, "signal": rule.key}
         rule.annotations = _annotations(rule, res, incident_id, buckets)
     return results
 
@@ -365,14 +390,17 @@ def _backtest(
 def _entry(rule: Rule, res: dict[str, Any]) -> dict[str, Any]:
     """The rule as ``summary.json`` lists it under ``alerts``."""
     out: dict[str, Any] = {"name": rule.alert, "signal": rule.key}
-    if rule.labels:
+    if rule.key == "fingerprint":
         out["fingerprint"] = next(iter(rule.labels.values()))
+    if rule.key == "slo_burn_rate":
+        out["windows"] = f"{rule.alert_labels['long_window']}/{rule.alert_labels['short_window']}"
     out.update(
         {
             "expr": rule.expr,
             "threshold": rule.threshold,
             "unit": rule.unit,
             "for": prom_duration(rule.for_s),
+            "severity": rule.alert_labels["severity"],
             "fired_at": res["fired_at"],
             "lead_over_detection_s": res["lead_over_detection_s"],
             "lead_over_declared_start_s": res["lead_over_declared_start_s"],
@@ -534,14 +562,14 @@ def draft_section(s: dict[str, Any]) -> list[str]:
             "`promtool test rules alerts/rules_test.yaml` checks that replay with Prometheus "
             "itself.",
             "",
-            "| alert | fires when | for | would have fired | lead over detection "
+            "| alert | severity | fires when | for | would have fired | lead over detection "
             "| lead over declared start | baseline fires |",
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in rules:
             what = _md(r["expr"])
             lines.append(
-                f"| {r['name']} | `{what}` | {r['for']} | {_hm(r['fired_at'])} "
+                f"| {r['name']} | {r['severity']} | `{what}` | {r['for']} | {_hm(r['fired_at'])} "
                 f"| {_signed(r['lead_over_detection_s'])} "
                 f"| {_signed(r['lead_over_declared_start_s'])} | {r['baseline_fires']} |"
             )
@@ -553,8 +581,15 @@ def draft_section(s: dict[str, Any]) -> list[str]:
                 f"{_lead(first['lead_over_detection_s'])} the detection.",
             ]
         lines.append(
-            "- Baseline fires are 0 by construction: no run of baseline evaluations above a "
-            "threshold lasts longer than its `for`."
+            "- Two families: thresholds from this incident's baseline (`for` is the longest run "
+            "above the threshold on the baseline plus 2 minutes; a page only where the backtest "
+            "shows it leads the detection, else a ticket), and the login SLO's multi-window "
+            "burn-rate alerts (Google SRE workbook: page at 14.4× over 1h and 5m or 6× over 6h "
+            "and 30m, ticket at 1× over 3d and 6h)."
+        )
+        lines.append(
+            "- Baseline fires are 0: no run of baseline evaluations above a threshold lasts "
+            "longer than its `for`, and no burn rate reached its factor there."
             if all(r["baseline_fires"] == 0 for r in rules)
             else "- Some rules fire on the baseline (its values there reach the threshold for "
             "longer than the longest `for` allowed): see `alerts/backtest.json`."

@@ -193,6 +193,10 @@ class Rule:
     for_s: int = 0
     alert_labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    #: the alert's whole expression when it is more than ``record > threshold``
+    condition: str | None = None
+    #: the evaluations that are this alert's baseline, when not the report's rules' own
+    baseline: np.ndarray | None = None
 
     @property
     def selector(self) -> str:
@@ -201,6 +205,8 @@ class Rule:
 
     @property
     def expr(self) -> str:
+        if self.condition:
+            return self.condition
         return f"{self.selector} > {prom_number(self.threshold)}"
 
 

@@ -14,7 +14,11 @@ import duckdb
 import pandas as pd
 
 from analysis import db
-from analysis.config import BASELINE_GUARD_MINUTES, USER_ERROR_CODES
+from analysis.config import (
+    BASELINE_GUARD_MINUTES,
+    DEFAULT_SLO_TARGET,
+    USER_ERROR_CODES,
+)
 from analysis.db import run
 from analysis.times import bucket_interval
 
@@ -28,6 +32,9 @@ class Params:
     bucket: str = "1min"
     user_error_codes: tuple[str, ...] = USER_ERROR_CODES
     guard_minutes: int = BASELINE_GUARD_MINUTES
+    #: the login SLO: the target share of attempts without a system failure, and its window
+    slo_target: float = DEFAULT_SLO_TARGET
+    slo_window_days: float = 30.0
 
     def bind(self, **extra: object) -> dict[str, object]:
         """The named values the SQL files take."""

@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from analysis import db, privacy, times
-from analysis.figures import compare, detect, metrics, server_events, span
+from analysis.figures import compare, detect, metrics, server_events, slo, span
 from analysis.figures.metrics import Params
 from analysis.figures.views import Scope
 from analysis.kinds import LoadResult
@@ -184,6 +184,7 @@ def analyse(
         "incident_id": incident_id,
         "window": window_figures(params, detected),
         "impact": impact_figures(window),
+        "slo": slo.slo_figures(series_df, used, window["system_failures"]),
         "auth": {
             **auth_figures(window, base, metrics.peak(con, used)),
             "error_classes": error_classes(con, used),
@@ -360,6 +361,8 @@ def parameter_figures(params: Params) -> dict[str, Any]:
         "bucket": params.bucket,
         "user_error_codes": list(params.user_error_codes),
         "baseline_guard_minutes": params.guard_minutes,
+        "slo_target": params.slo_target,
+        "slo_window_days": slo.plain_number(params.slo_window_days),
     }
 
 
@@ -403,6 +406,13 @@ def with_alerts(
     """The summary with the alert rules' figures (``alerts``, ``alerts_skipped``): the rules
     are made from the figures, so they come last."""
     summary["alerts"], summary["alerts_skipped"] = alerts, skipped
+    pages = [
+        a["fired_at"]
+        for a in alerts
+        if a["signal"] == "slo_burn_rate" and a["severity"] == "page" and a["fired_at"]
+    ]
+    if "slo" in summary:
+        summary["slo"]["fast_burn_page_at"] = min(pages) if pages else None
     return summary
 
 

@@ -154,8 +154,29 @@ def impact_section(s: dict[str, Any]) -> list[str]:
             )
     else:
         lines.append("- No auth attempt in the declared window.")
+    lines += slo_lines(s)
     lines.append("")
     return lines
+
+
+def slo_lines(s: dict[str, Any]) -> list[str]:
+    """The error budget the incident consumed, in one line (nothing without ``slo``)."""
+    slo = s.get("slo")
+    if not slo or not s["auth"]["attempts"]:
+        return []
+    target = f"{slo['target'] * 100:g}%"
+    if slo["budget_consumed"] is None:
+        return [
+            f"- Error budget (login SLO {target} over {slo['window_days']} days): not computed, "
+            f"{slo.get('reason', 'no baseline')}."
+        ]
+    return [
+        f"- Error budget: the incident's {slo['bad_attempts']:,} system failures consumed "
+        f"{f.pct(slo['budget_consumed'], 0)} of a {slo['window_days']}-day budget of the login "
+        f"SLO ({target} of attempts without a system failure: "
+        f"{f.num(slo['budget_attempts'])} bad attempts at baseline traffic); peak burn rate "
+        f"{f.num(slo['peak_burn_rate'], ',.0f')}× at {f.clock(slo['peak_burn_at'])}."
+    ]
 
 
 def timeline_section(s: dict[str, Any]) -> list[str]:

@@ -102,6 +102,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("alert_metrics", dict, {},
           "metric names of the alert rules in alerts/ (README); {}: the defaults",
           ("--alert-metrics",), "YAML"),
+    Param("slo_target", float, config.DEFAULT_SLO_TARGET,
+          "login SLO: the share of attempts without a system failure", ("--slo-target",),
+          "RATIO"),
+    Param("slo_window", str, config.DEFAULT_SLO_WINDOW,
+          "the login SLO's window, in days (30d) or hours (720h)", ("--slo-window",),
+          "DURATION"),
     Param("exploration", bool, False,
           "also run and keep the exploration notebook (explore.ipynb and .html)",
           ("--explore",)),
@@ -210,6 +216,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"year {out['year']!r} is not a year") from exc
     _check_alert_metrics(out)
+    _check_slo(out)
     if not out["report_dir"]:
         out["report_dir"] = str(Path("reports") / out["incident_id"])
     return out
@@ -259,6 +266,29 @@ def _check_spark_conf(out: dict[str, Any]) -> None:
                 f"spark_conf {key}: a secret would be written into the report; give it through "
                 "the environment or spark-defaults.conf instead"
             )
+
+
+def slo_window_days(text: str) -> float:
+    """The SLO window in days: ``30d``, ``720h`` or a number of days."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dh]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ParameterError(f"slo_window {text!r}: a number of days (30d) or hours (720h)")
+    n = float(match.group(1))
+    return n / 24 if match.group(2) == "h" else n
+
+
+def _check_slo(out: dict[str, Any]) -> None:
+    """The login SLO: a target strictly between 0 and 1, a window of days or hours."""
+    try:
+        out["slo_target"] = float(out["slo_target"])
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"slo_target {out['slo_target']!r} is not a number") from exc
+    if not 0 < out["slo_target"] < 1:
+        raise ParameterError(
+            f"slo_target {out['slo_target']}: a share between 0 and 1, e.g. 0.999 (99.9%)"
+        )
+    out["slo_window"] = str(out["slo_window"]).strip()
+    slo_window_days(out["slo_window"])
 
 
 def _listed(value: str | list[Any]) -> list[Any]:

@@ -138,6 +138,8 @@ class Run:
             end=times.parse_instant(p["incident_end"]),
             bucket=p["bucket"],
             user_error_codes=tuple(codes),
+            slo_target=float(p["slo_target"]),
+            slo_window_days=params.slo_window_days(p["slo_window"]),
         )
 
     def input_files(self, key: str) -> list[Path]:

@@ -182,7 +182,11 @@ def known() -> alerts.AlertSet:
 
 
 def test_the_known_incident_gives_the_thresholds_and_minutes_of_its_construction(known):
-    got = {(r["name"], r.get("fingerprint")): r for r in known.summary}
+    got = {
+        (r["name"], r.get("fingerprint")): r
+        for r in known.summary
+        if r["signal"] != "slo_burn_rate"
+    }
     assert set(got) == {
         ("AuthSystemFailureRatioHigh", None),
         ("AuthDbQueriesPerLoginHigh", None),
@@ -191,26 +195,30 @@ def test_the_known_incident_gives_the_thresholds_and_minutes_of_its_construction
     }
     qpa = got["AuthDbQueriesPerLoginHigh", None]
     # baseline: exactly 3 per login, so 3 × 1.1; at 10:27 the 5-minute window holds the
-    # first changed bucket: (4 × 300 + 1500) / 500 = 5.4 > 3.3
-    assert (qpa["threshold"], qpa["for"], qpa["fired_at"]) == (3.3, "0s", "2024-01-19T10:27:00Z")
-    assert (qpa["lead_over_detection_s"], qpa["lead_over_declared_start_s"]) == (360, 180)
+    # first changed bucket: (4 × 300 + 1500) / 500 = 5.4 > 3.3; no baseline run above it, so
+    # for is the 2-minute margin: firing from 10:29, a page (it leads the detection at 10:33)
+    assert (qpa["threshold"], qpa["for"], qpa["fired_at"]) == (3.3, "2m", "2024-01-19T10:29:00Z")
+    assert (qpa["lead_over_detection_s"], qpa["lead_over_declared_start_s"]) == (240, 60)
+    assert qpa["severity"] == "page"
     fail = got["AuthSystemFailureRatioHigh", None]
     # the baseline's system failures are one minute (09:00) of 30 in ~620 evaluations: the 99th
     # percentile is 0, so the threshold is the floor, 3 failures in a window of 500 logins;
     # the 09:00 spike is above it in the 5 windows that hold it (09:01 to 09:05), so for is
-    # 5 minutes, and the failures from 10:30 (above from 10:31) fire at 10:36
-    assert (fail["threshold"], fail["for"]) == (0.006, "5m")
-    assert fail["fired_at"] == "2024-01-19T10:36:00Z"
-    assert (fail["lead_over_detection_s"], fail["lead_over_declared_start_s"]) == (-180, -360)
+    # 5 minutes, plus the 2-minute margin: the failures from 10:30 (above from 10:31) fire at
+    # 10:38, after the detection: a ticket
+    assert (fail["threshold"], fail["for"]) == (0.006, "7m")
+    assert fail["fired_at"] == "2024-01-19T10:38:00Z"
+    assert (fail["lead_over_detection_s"], fail["lead_over_declared_start_s"]) == (-300, -480)
+    assert fail["severity"] == "ticket"
     assert fail["expr"] == "auth:system_failure_ratio:rate5m > 0.006"
     spike = next(r for r in known.backtest["rules"] if r["name"] == "AuthSystemFailureRatioHigh")
     assert spike["first_above_at"] == "2024-01-19T10:31:00Z"
     fp = got["AuthDbFingerprintPerLoginHigh", "select b"]
-    assert fp["threshold"] == 0.006 and fp["fired_at"] == "2024-01-19T10:27:00Z"
+    assert fp["threshold"] == 0.006 and fp["fired_at"] == "2024-01-19T10:29:00Z"
     lat = got["DbQueryLatencyP95High", None]
     # p95 of 300 queries under 10 ms is 9.5 ms by interpolation; +10% rounded up: 10.5 ms
-    assert lat["threshold"] == 0.0105 and lat["fired_at"] == "2024-01-19T10:27:00Z"
-    assert all(r["baseline_fires"] == 0 for r in known.summary)
+    assert lat["threshold"] == 0.0105 and lat["fired_at"] == "2024-01-19T10:29:00Z"
+    assert all(r["baseline_fires"] == 0 for r in got.values())
     assert known.backtest["detection"] == "2024-01-19T10:33:00Z"
     assert known.skipped == []
 
@@ -223,7 +231,13 @@ def test_the_rule_file_is_prometheus_yaml_with_recording_rules_first(known):
     assert kinds == sorted(kinds, key=lambda k: k != "record")
     alerts_ = [r for r in group["rules"] if "alert" in r]
     assert {r["annotations"]["postmortem"] for r in alerts_} == {"known"}
-    assert all(r["labels"]["severity"] == "page" and "for" in r for r in alerts_)
+    assert all(r["labels"]["severity"] in ("page", "ticket") and "for" in r for r in alerts_)
+    burn = [r for r in alerts_ if r["alert"] == "LoginSLOErrorBudgetBurn"]
+    assert [(r["labels"]["long_window"], r["labels"]["severity"]) for r in burn] == [
+        ("1h", "page"),
+        ("6h", "page"),
+        ("3d", "ticket"),
+    ]
     records = {r["record"]: r for r in group["rules"] if "record" in r}
     assert (
         'error_code!~"invalid_credentials|invalid_password'
@@ -236,7 +250,9 @@ def test_the_rule_file_is_prometheus_yaml_with_recording_rules_first(known):
 
 def test_without_a_query_log_only_the_auth_rules_are_written_and_the_draft_says_why():
     a = _incident(queries=False)
-    assert [r["name"] for r in a.summary] == ["AuthSystemFailureRatioHigh"]
+    assert [r["name"] for r in a.summary] == ["AuthSystemFailureRatioHigh"] + [
+        "LoginSLOErrorBudgetBurn"
+    ] * 3
     assert "db_queries_total" not in a.rules_yaml
     assert [s["signal"] for s in a.skipped] == ["database"]
     text = "\n".join(alerts.draft_section({"alerts": a.summary, "alerts_skipped": a.skipped}))
@@ -250,7 +266,7 @@ def test_promtool_checks_the_rules_and_replays_the_known_incident(known, tmp_pat
     known.write(folder)
     check = promtool.check(folder)
     assert check.returncode == 0, check.stdout
-    assert "SUCCESS: 11 rules found" in check.stdout
+    assert "SUCCESS: 19 rules found" in check.stdout  # 11, and 5 records and 3 burn alerts
     replay = promtool.replay(folder)
     assert replay.returncode == 0, replay.stdout
     assert "SUCCESS" in replay.stdout
@@ -262,23 +278,23 @@ def test_promtool_fails_the_replay_when_an_alert_is_expected_a_minute_early(know
     known.write(folder)
     doc = yaml.safe_load((folder / "rules_test.yaml").read_text())
     cases = doc["tests"][0]["alert_rule_test"]
-    # 10:26 is minute 146 after 08:00: the queries-per-login alert is not firing yet
+    # 10:28 is minute 148 after 08:00: the queries-per-login alert is not firing yet
     early = next(
         c
         for c in cases
-        if c["eval_time"] == "146m" and c["alertname"] == "AuthDbQueriesPerLoginHigh"
+        if c["eval_time"] == "148m" and c["alertname"] == "AuthDbQueriesPerLoginHigh"
     )
     firing = next(
         c
         for c in cases
-        if c["eval_time"] == "147m" and c["alertname"] == "AuthDbQueriesPerLoginHigh"
+        if c["eval_time"] == "149m" and c["alertname"] == "AuthDbQueriesPerLoginHigh"
     )
     assert early["exp_alerts"] == [] and firing["exp_alerts"]
     early["exp_alerts"] = firing["exp_alerts"]
     (folder / "rules_test.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     replay = promtool.replay(folder)
     assert replay.returncode != 0
-    assert "alertname: AuthDbQueriesPerLoginHigh, time: 2h26m" in replay.stdout
+    assert "alertname: AuthDbQueriesPerLoginHigh, time: 2h28m" in replay.stdout
 
 
 # --- the sample, end to end --------------------------------------------------------------
@@ -336,17 +352,25 @@ def test_on_the_sample_queries_per_login_fires_before_the_detection_and_never_on
         "AuthDbQueriesPerLoginHigh",
         "AuthDbFingerprintPerLoginHigh",
         "DbQueryLatencyP95High",
+        "LoginSLOErrorBudgetBurn",
     }
     backtest = json.loads((sample_report / "alerts" / "backtest.json").read_text())
     assert [r["fired_at"] for r in backtest["rules"]] == [r["fired_at"] for r in s["alerts"]]
     assert backtest["baseline"]["evaluations"] > 400
     md = (sample_report / "postmortem.md").read_text()
     assert "## Monitoring that would have caught it" in md
-    assert f"| AuthDbQueriesPerLoginHigh | `{qpa['expr']}`" in md
+    assert f"| AuthDbQueriesPerLoginHigh | page | `{qpa['expr']}`" in md
     manifest = json.loads((sample_report / "manifest.json").read_text())
     hashed = {o["path"] for o in manifest["outputs"] if o["sha256"]}
     assert {"alerts/rules.yaml", "alerts/rules_test.yaml", "alerts/backtest.json"} <= hashed
     assert draft.render(s).count("## Monitoring that would have caught it") == 1
+    # the login SLO: the failures from 10:30 page within 5 minutes (1h and 5m above 14.4×)
+    slo = s["slo"]
+    pages = [r for r in s["alerts"] if r["signal"] == "slo_burn_rate" and r["severity"] == "page"]
+    assert slo["fast_burn_page_at"] == min(r["fired_at"] for r in pages)
+    assert "2024-01-19T10:30:00Z" < slo["fast_burn_page_at"] <= "2024-01-19T10:35:00Z"
+    assert slo["budget_consumed"] > 1  # an outage of hours spends more than a month's budget
+    assert f"consumed {round(slo['budget_consumed'] * 100)}% of a 30-day budget" in md
 
 
 def test_promtool_passes_the_sample_reports_rules_and_replay(sample_report):
@@ -362,7 +386,7 @@ def test_the_duckdb_check_fires_with_the_rules_on_the_loaded_tables(sample_repor
     check = (sample_report / "alerts" / "check.sql").read_text()
     database = sample_report.parent / "a.duckdb"
     before = _check(database, check, "2024-01-19 10:26:00")
-    after = _check(database, check, "2024-01-19 10:27:00")
+    after = _check(database, check, "2024-01-19 10:29:00")  # above from 10:27, for 2m
     assert set(after) == {
         "AuthSystemFailureRatioHigh",
         "AuthDbQueriesPerLoginHigh",
@@ -379,7 +403,9 @@ def test_the_duckdb_check_fires_with_the_rules_on_the_loaded_tables(sample_repor
 def test_the_sample_without_a_query_log_gets_only_the_auth_rules(small_sample, tmp_path):
     out = _report(small_sample, tmp_path, queries=False)
     s = json.loads((out / "summary.json").read_text())
-    assert [r["name"] for r in s["alerts"]] == ["AuthSystemFailureRatioHigh"]
+    assert [r["name"] for r in s["alerts"]] == ["AuthSystemFailureRatioHigh"] + [
+        "LoginSLOErrorBudgetBurn"
+    ] * 3
     assert s["alerts_skipped"][0]["signal"] == "database"
     rules = (out / "alerts" / "rules.yaml").read_text()
     assert "auth_attempts_total" in rules and "db_queries_total" not in rules

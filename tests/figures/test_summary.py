@@ -250,4 +250,6 @@ def test_parameter_figures():
         "bucket": "1min",
         "user_error_codes": list(PARAMS.user_error_codes),
         "baseline_guard_minutes": 15,
+        "slo_target": 0.999,
+        "slo_window_days": 30,
     }
