@@ -335,6 +335,7 @@ def _load_file(
                 if table in tables:
                     con.execute(f"delete from {table} where source_id = ?", [source_id])  # noqa: S608 - fixed names
             return done
+    _replace_earlier(con, kind, res, options)
     con.execute(
         "insert into sources (source_id, kind, path, format, sha256, options, rows_read, "
         "rows_loaded, rows_rejected, rows_skipped) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -352,6 +353,29 @@ def _load_file(
         ],
     )
     return res
+
+
+def _replace_earlier(
+    con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, options: str
+) -> None:
+    """Drop an earlier load of the same bytes read with other settings (another format, an
+    edited definition), in this transaction: a file is never counted twice. The result
+    says what it replaced."""
+    earlier = con.execute(
+        "select source_id, path, format from sources "
+        "where kind = ? and sha256 = ? and options <> ? order by source_id",
+        [kind.name, res.sha256, options],
+    ).fetchall()
+    if not earlier:
+        return
+    tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    for source_id, path, fmt in earlier:
+        for table in (kind.table, "rejects", "server_events"):
+            if table in tables:
+                con.execute(f"delete from {table} where source_id = ?", [source_id])  # noqa: S608 - fixed names
+        con.execute("delete from sources where source_id = ?", [source_id])
+        change = f"{fmt} → {res.format}" if fmt != res.format else f"{fmt}, other settings"
+        res.notes.append(f"replaced the load of {path} ({change})")
 
 
 def _already_loaded(

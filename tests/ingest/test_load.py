@@ -340,15 +340,32 @@ def test_timeline_yaml_rows_and_bad_kinds(con, tmp_path):
     ]
 
 
-def test_the_same_file_read_with_other_settings_is_loaded_again(con, tmp_path):
-    f = write(tmp_path / "a.jsonl", jl({**GOOD, "ts": "2024-01-19 10:00:00"}))
+def test_the_same_file_read_with_other_settings_replaces_its_earlier_load(con, tmp_path):
+    f = write(tmp_path / "a.jsonl", jl({**GOOD, "ts": "2024-01-19 10:00:00"}) + "{broken\n")
     first = load.load(con, auth=f)
     again = load.load(con, auth=f, source_timezone="Europe/Paris")
     assert not again.files[0].already_loaded
     assert again.source_ids("auth") != first.source_ids("auth")
+    assert again.files[0].notes == [f"replaced the load of {f} (jsonl, other settings)"]
+    # one login is one row: the earlier load's rows and rejects went with it
     rows = con.execute("select source_id, ts from auth_events order by source_id").fetchall()
-    assert [r[1] for r in rows] == [datetime(2024, 1, 19, 10, 0), datetime(2024, 1, 19, 9, 0)]
+    assert rows == [(again.source_ids("auth")[0], datetime(2024, 1, 19, 9, 0))]
+    assert con.execute("select distinct source_id from rejects").fetchall() == [
+        (again.source_ids("auth")[0],)
+    ]
+    assert con.execute("select count(*) from sources").fetchall() == [(1,)]
     assert load.load(con, auth=f, source_timezone="Europe/Paris").files[0].already_loaded
+    assert any("replaced the load of" in line for line in load.describe(again))
+
+
+def test_a_failed_reload_leaves_the_earlier_load_in_place(con, tmp_path):
+    f = write(tmp_path / "a.jsonl", jl(GOOD))
+    load.load(con, auth=f)
+    before = con.execute("select * from auth_events").fetchall()
+    with pytest.raises(errors.LoadError):
+        load.load(con, auth=f, auth_format="csv")  # not CSV: the whole file is refused
+    assert con.execute("select * from auth_events").fetchall() == before
+    assert con.execute("select count(*) from sources").fetchall() == [(1,)]
 
 
 def test_a_database_of_an_older_version_is_named_not_crashed_on(tmp_path):
