@@ -362,6 +362,7 @@ def _load(args: argparse.Namespace, say) -> int:
     if not (args.auth_logs or args.query_logs or args.timeline):
         raise errors.LoadError("nothing to load: give --auth, --queries and/or --timeline")
     args.database = args.database or config.DATA_DIR / "incident.duckdb"
+    new = not args.database.exists()
     args.database.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     from analysis.db import connect_waiting
@@ -370,25 +371,35 @@ def _load(args: argparse.Namespace, say) -> int:
         args.database, say=_progress, memory_limit=args.memory_limit, threads=args.threads
     )
     try:
-        result = ingest.load(
-            con,
-            auth=args.auth_logs,
-            queries=args.query_logs,
-            timeline=args.timeline,
-            auth_format=args.auth_format or "auto",
-            query_format=args.query_format or "auto",
-            source_timezone=args.source_timezone or "UTC",
-            progress=say,
-            log_line_prefix=args.log_line_prefix,
-            year=args.year,
-            login_paths=tuple(args.login_path or ()),
-        )
-    finally:
+        result = _load_into(con, args, say)
+    except BaseException:
         con.close()
+        if new:  # a refused load leaves no database behind, as it found none
+            for leftover in (args.database, args.database.with_name(args.database.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
+    con.close()
     for line in ingest.describe(result):
         print(line)
     print(f"loaded in {time.monotonic() - started:.1f} s into {args.database}", file=sys.stderr)
     return 0
+
+
+def _load_into(con, args: argparse.Namespace, say):
+    """The load of ``postmortem load``'s inputs into ``con``."""
+    return ingest.load(
+        con,
+        auth=args.auth_logs,
+        queries=args.query_logs,
+        timeline=args.timeline,
+        auth_format=args.auth_format or "auto",
+        query_format=args.query_format or "auto",
+        source_timezone=args.source_timezone or "UTC",
+        progress=say,
+        log_line_prefix=args.log_line_prefix,
+        year=args.year,
+        login_paths=tuple(args.login_path or ()),
+    )
 
 
 if __name__ == "__main__":

@@ -296,3 +296,90 @@ def test_an_access_log_without_a_login_request_says_to_name_the_path(con, tmp_pa
     assert any("--login-path" in note for note in res.notes), res.notes
     res = load.load(con, auth=path, auth_format="access", login_paths=["/api/auth"]).files[0]
     assert res.rows_loaded == 1
+
+
+@pytest.mark.parametrize(
+    # a unit too large makes impossible times, rejected with their reason; one too small
+    # makes January 1970, which only this check catches
+    ("given", "fits"),
+    [("epoch_ms", "epoch_s"), ("epoch_us", "epoch_ms"), ("epoch_ns", "epoch_us")],
+)
+def test_an_epoch_unit_that_puts_the_times_before_1990_is_refused_with_the_unit_that_fits(
+    con, tmp_path, given, fits
+):
+    per_second = {"epoch_s": 1, "epoch_ms": 1000, "epoch_us": 10**6, "epoch_ns": 10**9}
+    d = tmp_path / "t.yaml"
+    d.write_text(
+        "name: t\ninput: json\nrecords: $\nfields: {ts: t, user_id: u, outcome: o}\n"
+        f"timestamp: {given}\n"
+    )
+    log = tmp_path / "t.jsonl"
+    # 2021-07-23 in the unit that fits, and one record of 0 (a single odd one is no matter)
+    stamps = [1627024911 * per_second[fits] + i for i in range(5)]
+    rows = [{"t": s, "u": "ann", "o": "success"} for s in stamps] + [
+        {"t": 0, "u": "bob", "o": "success"}
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = con.execute("select count(*) from sources").fetchall()
+    with pytest.raises(
+        errors.LoadError,
+        match=rf"timestamp {given} puts its times at .* `timestamp: {fits}` fits them",
+    ):
+        load.load(con, auth=log, auth_format=str(d))
+    assert con.execute("select count(*) from sources").fetchall() == before
+    assert con.execute("select count(*) from auth_events").fetchall() == [(0,)]
+    # with the unit that fits, the file loads, its odd record with it
+    d.write_text(d.read_text().replace(given, fits))
+    assert load.load(con, auth=log, auth_format=str(d)).files[0].rows_loaded == 6
+
+
+def test_a_text_path_that_names_no_group_is_refused_before_any_row(con, tmp_path):
+    d = tmp_path / "t.yaml"
+    d.write_text(
+        "name: t\ninput: text\n"
+        "pattern: '^(?P<ts>\\S+) (?P<user>\\S+) (?P<result>\\S+)$'\n"
+        "fields: {ts: ts, user_id: User, outcome: result}\n"
+    )
+    log = tmp_path / "t.log"
+    log.write_text("2024-01-19T10:00:00Z ann success\n")
+    with pytest.raises(errors.LoadError, match=r"fields.user_id: 'User' names no group .*user"):
+        load.load(con, auth=log, auth_format=str(d))
+    assert con.execute("select count(*) from auth_events").fetchall() == [(0,)]
+    d.write_text(d.read_text().replace("user_id: User", "user_id: user"))
+    assert load.load(con, auth=log, auth_format=str(d)).files[0].rows_loaded == 1
+    assert con.execute("select user_id from auth_events").fetchall() == [("ann",)]
+
+
+@pytest.mark.parametrize("typo", ["succes", "Failed", "skipped"])
+def test_an_outcome_map_to_a_value_that_is_no_outcome_is_refused(tmp_path, typo):
+    with pytest.raises(errors.DefinitionError, match=rf"'ok' maps to '{typo}', not one of"):
+        definitions.parse(
+            {"name": "t", "fields": {"ts": "t", "outcome": {"path": "r", "map": {"OK": typo}}}},
+            origin="t.yaml",
+        )
+    ok = {"OK": "Success", "NO": "failure", "STEP": "skip", "X": None}
+    assert definitions.parse(
+        {"name": "t", "fields": {"ts": "t", "outcome": {"path": "r", "map": ok}}},
+        origin="t.yaml",
+    )
+
+
+def test_a_refused_definition_leaves_no_database_behind(tmp_path):
+    import subprocess
+    import sys
+
+    d = tmp_path / "bad.yaml"
+    d.write_text("name: bad\nfields: {ts: t, outcome: {path: r, map: {OK: succes}}}\n")
+    log = tmp_path / "a.jsonl"
+    log.write_text('{"t": "2024-01-19T10:00:00Z", "r": "OK"}\n')
+    database = tmp_path / "new.duckdb"
+    done = subprocess.run(
+        [sys.executable, "-m", "analysis.cli", "load", "--database", str(database)]
+        + ["--auth", str(log), "--auth-format", str(d)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("not one of success, failure, skip or null")
+    assert done.stderr.count("\n") == 1
+    assert not database.exists() and not list(tmp_path.glob("new.duckdb*"))

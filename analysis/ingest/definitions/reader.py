@@ -22,6 +22,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,54 @@ def _ts_sql(d: Definition, raw: str, bind: _Binder) -> str:
     if not tries:
         return raw
     return f"coalesce({', '.join(tries)}, {raw})"
+
+
+#: how many of each epoch unit make a second
+_EPOCH_PER_SECOND = {"epoch_s": 1, "epoch_ms": 10**3, "epoch_us": 10**6, "epoch_ns": 10**9}
+#: the times a sign-in log can hold: a unit that puts a file's times outside is the wrong one
+EARLIEST = datetime(1990, 1, 1)
+
+
+def _plausible(times: tuple[datetime, datetime]) -> bool:
+    return EARLIEST <= times[0] and times[1] <= datetime.now(UTC).replace(tzinfo=None) + timedelta(
+        days=1
+    )
+
+
+def _fits(epoch: datetime, raw: list[float], per_second: int) -> bool:
+    """Whether the raw numbers, read as ``per_second`` to a second, are plausible times."""
+    try:
+        return _plausible(tuple(epoch + timedelta(seconds=r / per_second) for r in raw))
+    except OverflowError:
+        return False
+
+
+def _check_epoch_unit(
+    con: duckdb.DuckDBPyConnection, d: Definition, kind: Kind, path: Path, res: FileResult
+) -> None:
+    """Refuse the load (rolled back: nothing is written) when the definition's epoch unit
+    puts the file's times before 1990 or after tomorrow, naming the unit that fits: epoch
+    seconds read as milliseconds are January 1970, silently, otherwise. The middle half of
+    the times decides, so that one odd record does not cost the file."""
+    units = [u for u in d.timestamps if u in _EPOCH_PER_SECOND]
+    if not units or not res.rows_loaded:
+        return
+    row = db.one(
+        con,
+        f"select quantile_disc(ts, 0.25), quantile_disc(ts, 0.75) from {kind.table} "  # noqa: S608 - a fixed name
+        "where source_id = ?",
+        [res.source_id],
+    )
+    if row is None or row[0] is None or _plausible((row[0], row[1])):
+        return
+    epoch = datetime(1970, 1, 1)
+    raw = [(t - epoch) / timedelta(seconds=1) * _EPOCH_PER_SECOND[units[0]] for t in row]
+    fits = [u for u, per in _EPOCH_PER_SECOND.items() if _fits(epoch, raw, per)]
+    hint = f"`timestamp: {fits[0]}` fits them" if fits else "no epoch unit fits them"
+    raise UnreadableFile(
+        f"{path}: timestamp {units[0]} puts its times at {row[0]:%Y-%m-%d} to "
+        f"{row[1]:%Y-%m-%d}, before 1990 or after tomorrow; {hint} ({d.name})"
+    )
 
 
 #: an epoch as exact microseconds (an epoch in ns does not fit a double's 53 bits)
@@ -441,6 +490,7 @@ def load_definition(
         )
     res.rows_read += res.rows_skipped
     res.rows_rejected = res.rows_read - res.rows_loaded - res.rows_skipped
+    _check_epoch_unit(con, d, kind, path, res)
     if document:
         res.notes.append("one JSON document: rejects are numbered by record, not by line")
     if res.rows_read and res.rows_loaded == 0 and res.rows_rejected == 0:

@@ -269,6 +269,49 @@ def _groups(data: dict, origin: str, input_: str) -> tuple[str, ...]:
     return groups
 
 
+def _check_named(
+    columns: dict[str, Column],
+    extras: dict[str, Column],
+    groups: tuple[str, ...],
+    data: dict,
+    origin: str,
+) -> None:
+    """In a text definition without ``keyvalues``, every path names a group of the pattern:
+    one that names none would load every value as null, silently."""
+    if not groups or data.get("keyvalues"):
+        return
+    named = [(f"fields.{n}", c) for n, c in columns.items()]
+    named += [(f"extras.{n}", c) for n, c in extras.items()]
+    for where, column in named:
+        for path in column.paths:
+            root = (split_path(path) or [path])[0]
+            if root not in groups:
+                raise DefinitionError(
+                    f"{origin}: {where}: {path!r} names no group of the pattern "
+                    f"(its groups: {', '.join(groups)})"
+                )
+
+
+#: what an outcome map may give: the two outcomes, skip (not an attempt) or null
+OUTCOMES = ("success", "failure")
+
+
+def _check_outcome_map(column: Column | None, origin: str) -> None:
+    """An outcome map gives success, failure, skip or null: a typo (``succes``) would make
+    every such record a reject."""
+    if column is None:
+        return
+    given = [(k, v) for k, v in column.mapping if v is not None]
+    if column.has_default and column.default is not None:
+        given.append(("default", column.default))
+    for key, value in given:
+        if value.lower() not in (*OUTCOMES, SKIP):
+            raise DefinitionError(
+                f"{origin}: fields.outcome: {key!r} maps to {value!r}, not one of success, "
+                f"failure, {SKIP} or null"
+            )
+
+
 def parse(data: Any, *, origin: str) -> Definition:
     """A definition from its YAML data; ``origin`` (a file name) goes into every error."""
     _check_keys(data, origin)
@@ -281,6 +324,8 @@ def parse(data: Any, *, origin: str) -> Definition:
     attempts = _attempts(data, origin)
     pattern = data.get("pattern")
     groups = _groups(data, origin, input_)
+    _check_named(columns, extras, groups, data, origin)
+    _check_outcome_map(columns.get("outcome"), origin)
     classes = data.get("error_classes") or {}
     return Definition(
         name=name,
