@@ -383,3 +383,36 @@ def test_a_refused_definition_leaves_no_database_behind(tmp_path):
     assert done.stderr.strip().endswith("not one of success, failure, skip or null")
     assert done.stderr.count("\n") == 1
     assert not database.exists() and not list(tmp_path.glob("new.duckdb*"))
+
+
+def test_auto_knows_a_keycloak_server_log_whose_events_are_a_few_of_its_lines(con, tmp_path):
+    # a server's start-up, stack traces and JSON lines around a few event lines
+    fixture = (FIXTURES / "keycloak-log.log").read_text(encoding="utf-8").splitlines()
+    events = [line for line in fixture if "[org.keycloak.events]" in line][:4]
+    noise = [
+        "2024-01-19 10:29:5{i},000 INFO  [io.quarkus] (main) Installed features: [agroal, cdi]",
+        '{"timestamp":"2024-01-19T10:29:5{i}Z","level":"INFO","loggerName":"io.quarkus"}',
+        "\tat org.keycloak.services.resources.KeycloakApplication.<init>(App.java:{i})",
+    ]
+    lines = [n.replace("{i}", str(i % 10)) for i in range(12) for n in noise] + events
+    log = tmp_path / "server.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = load.load(con, auth=log).files[0]
+    assert res.format == "keycloak-log"
+    assert res.rows_loaded + res.rows_rejected + res.rows_skipped == res.rows_read
+
+
+def test_auto_knows_an_ecs_export_whose_first_documents_are_not_sign_ins(con, tmp_path):
+    # an application's own log lines, in ECS but with no event category
+    other = {
+        "@timestamp": "2024-01-19T10:00:00Z",
+        "ecs": {"version": "8.11.0"},
+        "log": {"level": "info"},
+        "message": "worker started",
+    }
+    signins = (FIXTURES / "ecs.jsonl").read_text(encoding="utf-8")
+    log = tmp_path / "export.ndjson"
+    log.write_text("\n".join([json.dumps(other)] * 25) + "\n" + signins)
+    res = load.load(con, auth=log).files[0]
+    assert res.format == "ecs"
+    assert res.rows_skipped >= 25

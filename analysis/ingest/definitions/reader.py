@@ -558,18 +558,30 @@ def _lookup(obj: Any, path: str) -> Any:
     return obj
 
 
+#: a signature pattern recognises a text log when this share of its first lines match it (a
+#: server log holds its events among many other lines); the definition's own pattern, which
+#: reads the records, when most of them do
+SIGNATURE_SHARE = 0.05
+
+
+def _sniff_text(d: Definition, sample: list[str]) -> str | None:
+    """Why a text log looks like ``d``'s, from its first lines, or None."""
+    pat = re.compile(d.signature_pattern or d.pattern or "")
+    body = [s for s in sample if s.strip() and not s.startswith(tuple(d.skip_lines))]
+    hits = sum(bool(pat.search(s)) for s in body)
+    least = len(body) * SIGNATURE_SHARE if d.signature_pattern else len(body) // 2
+    if body and hits >= max(1, least):
+        return f"{hits} of the first {len(body)} lines match its pattern"
+    return None
+
+
 def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
     """The content signature of a definition: its signature fields in the first records
     (JSON), or its pattern on most of the first lines (text)."""
 
     def sniff(sample: list[str]) -> str | None:
         if d.input == "text":
-            pat = re.compile(d.signature_pattern or d.pattern or "")
-            body = [s for s in sample if s.strip() and not s.startswith(tuple(d.skip_lines))]
-            hits = sum(bool(pat.search(s)) for s in body)
-            if body and hits >= max(1, len(body) // 2):
-                return f"{hits} of the first {len(body)} lines match its pattern"
-            return None
+            return _sniff_text(d, sample)
         if not d.signature_sets:
             return None
         objs = []

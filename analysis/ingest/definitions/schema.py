@@ -338,7 +338,7 @@ def parse(data: Any, *, origin: str) -> Definition:
         extras=extras,
         timestamps=ts_formats,
         signature_sets=_signature(sig, origin),
-        signature_pattern=sig.get("pattern") if isinstance(sig.get("pattern"), str) else None,
+        signature_pattern=_signature_pattern(sig, pattern),
         attempt_fields=_strings(attempts.get("field"), f"{origin}: attempts.field"),
         attempt_values=_strings(attempts.get("values"), f"{origin}: attempts.values"),
         attempt_prefixes=_strings(attempts.get("prefixes"), f"{origin}: attempts.prefixes"),
@@ -359,6 +359,15 @@ def parse(data: Any, *, origin: str) -> Definition:
             json.dumps(data, sort_keys=True, default=str).encode("utf-8")
         ).hexdigest(),
     )
+
+
+def _signature_pattern(sig: dict, pattern: str | None) -> str | None:
+    """The pattern that recognises a text log by some of its lines: ``signature.pattern``,
+    or with ``pattern: true`` the definition's own pattern; None without one."""
+    given = sig.get("pattern")
+    if given is True:
+        return pattern
+    return given if isinstance(given, str) else None
 
 
 def _signature(sig: Any, origin: str) -> tuple[tuple[str, ...], ...]:
