@@ -839,3 +839,52 @@ def test_sshd_is_told_by_any_program_named_sshd_as_the_reader_takes_them():
     ]
     assert sshd.sniff(lines_) == "3 of the first 3 lines are sshd syslog lines"
     assert sshd.sniff(["Jun 14 15:16:01 combo su(pam_unix)[1]: authentication failure;"]) is None
+
+
+JOURNAL = [
+    # (seconds after 2024-01-19 10:30 UTC, program, pid, message)
+    (0, "sshd", 101, "Accepted password for ann from 203.0.113.5 port 50000 ssh2"),
+    (60, "sshd", 102, "Failed password for bob from 203.0.113.6 port 50001 ssh2"),
+    (120, "sshd", 103, "Invalid user eve from 203.0.113.7 port 50002"),
+    (121, "sshd", 103, "Failed password for invalid user eve from 203.0.113.7 port 50002 ssh2"),
+    (130, "systemd", 1, "Started Session 4 of User ann."),
+    (140, "sshd", 104, "Connection closed by 203.0.113.8 port 50003 [preauth]"),
+]
+
+
+def test_a_journald_json_export_of_sshd_loads_as_its_syslog_lines_would(con, tmp_path):
+    start = 1705660200  # 2024-01-19T10:30:00Z
+    entries = [
+        {
+            "__REALTIME_TIMESTAMP": str((start + s) * 1_000_000 + 250),
+            "__MONOTONIC_TIMESTAMP": "123",
+            "_HOSTNAME": "bastion",
+            "SYSLOG_IDENTIFIER": prog,
+            "_PID": str(pid),
+            "PRIORITY": "6",
+            "MESSAGE": msg,
+        }
+        for s, prog, pid, msg in JOURNAL
+    ]
+    journal = write(tmp_path / "sshd.json", "".join(json.dumps(e) + "\n" for e in entries))
+    syslog_lines = "".join(
+        f"2024-01-19T10:{30 + s // 60:02d}:{s % 60:02d}.000250+00:00 bastion {p}[{pid}]: {m}\n"
+        for s, p, pid, m in JOURNAL
+    )
+    text = write(tmp_path / "sshd.log", syslog_lines)
+    got = load.load(con, auth=journal).files[0]
+    assert got.format == "sshd"  # recognised by content
+    # ann's success, bob's failure, eve's one attempt; systemd's line and the close skipped
+    assert (got.rows_read, got.rows_loaded, got.rows_rejected) == (6, 3, 0)
+    rows = (
+        "select ts, user_id, outcome, error_code, client_ip from auth_events where source_id = ?"
+    )
+    from_journal = con.execute(rows + " order by ts", [got.source_id]).fetchall()
+    want = load.load(con, auth=text, auth_format="sshd").files[0]
+    assert from_journal == con.execute(rows + " order by ts", [want.source_id]).fetchall()
+    assert [r[1:3] for r in from_journal] == [
+        ("ann", "success"),
+        ("bob", "failure"),
+        ("eve", "failure"),
+    ]
+    assert from_journal[0][0] == datetime(2024, 1, 19, 10, 30, 0, 250)

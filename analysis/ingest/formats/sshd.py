@@ -413,6 +413,7 @@ def stage(
     bsd = False
     for chunk, _last in common.chunks(path):
         counts.lines += common.load_chunk(con, chunk)
+        con.execute(_JOURNAL_AS_SYSLOG)
         ts, values = syslog.ts_sql("mon", "day", "clock", "iso", year=yr)
         values.update(
             {
@@ -462,6 +463,26 @@ def stage(
     return (yr if bsd else None), counts
 
 
+#: a journal entry of ``journalctl -o json`` (systemd's JSON export format: one object a line,
+#: ``__REALTIME_TIMESTAMP`` in microseconds since the epoch, ``SYSLOG_IDENTIFIER``,
+#: ``_PID``/``SYSLOG_PID``, ``_HOSTNAME``, ``MESSAGE``) as the RFC 3339 syslog line it stands
+#: for, so that the lines of the journal and of a syslog file are read by one rule. A
+#: ``MESSAGE`` that was not UTF-8 is exported as an array of bytes: it matches no attempt.
+_JOURNAL_AS_SYSLOG = r"""
+    update _fmt_src set txt =
+        strftime(make_timestamp(cast(json_extract_string(txt, '$.__REALTIME_TIMESTAMP')
+                                     as bigint)), '%Y-%m-%dT%H:%M:%S.%f') || '+00:00 '
+        || coalesce(nullif(json_extract_string(txt, '$._HOSTNAME'), ''), '-') || ' '
+        || coalesce(json_extract_string(txt, '$.SYSLOG_IDENTIFIER'),
+                    json_extract_string(txt, '$._COMM'), '-')
+        || coalesce('[' || coalesce(json_extract_string(txt, '$.SYSLOG_PID'),
+                                    json_extract_string(txt, '$._PID')) || ']', '')
+        || ': ' || coalesce(json_extract_string(txt, '$.MESSAGE'), '')
+    where starts_with(ltrim(txt), '{') and json_valid(txt)
+      and try_cast(json_extract_string(txt, '$.__REALTIME_TIMESTAMP') as bigint) is not null
+"""
+_JOURNAL_SSHD = re.compile(r'"(?:SYSLOG_IDENTIFIER|_COMM)"\s*:\s*"sshd')
+
 # any program whose name starts with sshd, as the reader takes them: sshd, sshd-session,
 # sshd-auth, and old PAM's sshd(pam_unix)
 _SSHD_LINE = re.compile(r"\bsshd[^\s\[:]*(?:\[\d+\])?: |^<\d+>1 \S+ \S+ sshd\S* ")
@@ -469,7 +490,11 @@ _SSHD_LINE = re.compile(r"\bsshd[^\s\[:]*(?:\[\d+\])?: |^<\d+>1 \S+ \S+ sshd\S* 
 
 def sniff(sample: list[str]) -> str | None:
     """Why the first lines look like an sshd log, or None."""
-    hits = sum(bool(_SSHD_LINE.search(s)) for s in sample)
+    hits = sum(
+        bool(_SSHD_LINE.search(s))
+        or (s.lstrip().startswith("{") and bool(_JOURNAL_SSHD.search(s)))
+        for s in sample
+    )
     if hits and hits >= len(sample) / 10:
         return f"{hits} of the first {len(sample)} lines are sshd syslog lines"
     return None
