@@ -888,3 +888,19 @@ def test_a_journald_json_export_of_sshd_loads_as_its_syslog_lines_would(con, tmp
         ("eve", "failure"),
     ]
     assert from_journal[0][0] == datetime(2024, 1, 19, 10, 30, 0, 250)
+
+
+def test_an_empty_statement_is_a_query_with_a_fingerprint_of_its_own(con, tmp_path):
+    # a client's ping: 'statement: ' with nothing after it; pgbadger counts it as a query
+    text = (
+        pg_line("duration: 0.010 ms  statement: ", n=1)
+        + pg_line("duration: 1.5 ms  statement: SELECT 1", n=2)
+        + pg_line("duration: 0.020 ms  statement: ", n=3)
+    )
+    fr = load.load(con, queries=write(tmp_path / "pg.log", text), query_format="postgres").files[0]
+    assert (fr.rows_read, fr.rows_loaded, fr.rows_rejected) == (3, 3, 0)
+    assert [(q[2], q[3], q[4]) for q in queries(con)] == [
+        (0.01, None, "(empty statement)"),
+        (1.5, "SELECT 1", "select ?"),
+        (0.02, None, "(empty statement)"),
+    ]

@@ -25,6 +25,8 @@ from analysis import db, kinds
 from analysis.ingest import validate
 from analysis.ingest.formats import common
 
+#: the fingerprint of an empty statement (``duration: 0.1 ms  statement: ``)
+EMPTY_STATEMENT = "(empty statement)"
 #: the note's name for ``statement:`` entries of log_statement: not timed, so not queries
 #: (pgbadger counts them as queries without a duration)
 STATEMENTS = "'statement:' entries of log_statement, without a duration"
@@ -219,7 +221,10 @@ def _store_queries(
                ts as f_ts,
                dur as f_duration_ms,
                statement as f_statement,
-               null::varchar as f_fingerprint,
+               -- an empty statement (a client's ping) is a query, as pgbadger counts it,
+               -- under a fingerprint of its own
+               case when what = 'query' and trim(coalesce(statement, '')) = ''
+                    then $empty end as f_fingerprint,
                null::varchar as f_request_id,
                application as f_caller,
                db_host as f_db_host,
@@ -228,7 +233,7 @@ def _store_queries(
                {", " + cols if cols else ""}
         from _fmt_cls where what in ('query', 'duration-only')
     """  # noqa: S608 - identifiers from the fixed EXTRAS list
-    params: dict[str, object] = {"keep": kinds.RAW_KEEP_CHARS}
+    params: dict[str, object] = {"keep": kinds.RAW_KEEP_CHARS, "empty": EMPTY_STATEMENT}
     validate.store(con, kinds.QUERIES, res, kinds.Records(sql, params, extras), tz)
 
 
