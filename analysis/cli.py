@@ -24,22 +24,23 @@ import analysis  # noqa: E402
 from analysis import config, db, ingest, report  # noqa: E402
 
 EPILOG = """\
-The incident folder is the working directory (or --project-dir DIR, or POSTMORTEM_ROOT): the
-database, the reports, the pseudonym key and incident.yaml are found and written there.
+The incident folder is the working directory (or --project-dir DIR, before or after the
+command, or POSTMORTEM_ROOT): the database, the reports, the pseudonym key and incident.yaml
+are found and written there.
 
 examples:
-  postmortem init                                # a starter incident.yaml, every parameter
-  postmortem report                              # reads ./incident.yaml when it is there
-  postmortem lab                                 # JupyterLab here, on this incident
-  postmortem sample                              # the 2024-01-19 incident under data/sample/
-  postmortem load --database data/incident.duckdb --auth 'logs/auth-*.jsonl.gz'
-  postmortem report                              # the sample, into reports/2024-01-19-auth/
+  postmortem init                   # incident.yaml here, every parameter commented
+  postmortem sample                 # the 2024-01-19 incident under data/sample/
+  postmortem report                 # reads ./incident.yaml, else the sample
   postmortem report --auth auth.csv --queries pg.log --query-format postgres \\
       --start 2024-03-02T08:00:00Z --end 2024-03-02T09:10:00Z --incident-id 2024-03-02-login
-  postmortem verify reports/2024-01-19-auth
+  postmortem load --auth 'logs/auth-*.jsonl.gz'      # into data/incident.duckdb
+  postmortem verify reports/2024-03-02-login
+  postmortem lab                    # JupyterLab here, on this incident
 
 Times are UTC instants written with Z or an offset. `postmortem COMMAND --help` lists every
-flag; the documentation (docs/ of the repository) has every parameter and format.
+flag and format; the documentation site (built from docs/ of the repository) has every
+parameter, figure and format.
 """
 
 
@@ -128,13 +129,17 @@ def _init_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "init",
         help="make a folder an incident folder: a starter incident.yaml",
-        formatter_class=_Formatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write incident.yaml, with every parameter of a report commented out "
         "with its default and what it means, and an empty definitions/ folder for source "
         "definitions of your own. `postmortem report` run in the folder reads incident.yaml.",
     )
     p.add_argument(
-        "folder", nargs="?", type=Path, default=None, help="[default: the incident folder]"
+        "folder",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="[default: the incident folder]",
     )
     p.add_argument("--force", action="store_true", help="replace an existing incident.yaml")
 
@@ -148,7 +153,9 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
         description="Write the 2024-01-19 incident as raw logs: the story is in "
         "the rows, for the analysis to find without being told.",
     )
-    p.add_argument("--out", type=Path, default=None, help="output folder [default: data/sample/]")
+    p.add_argument(
+        "--out", type=Path, default=argparse.SUPPRESS, help="output folder [default: data/sample/]"
+    )
     p.add_argument(
         "--scale",
         type=float,
@@ -228,7 +235,9 @@ def _lab_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", type=Path, help="YAML file of notebook parameters")
     _add_input_flags(p)
-    p.add_argument("--database", default=None, help="DuckDB file [default: data/incident.duckdb]")
+    p.add_argument(
+        "--database", default=argparse.SUPPRESS, help="DuckDB file [default: data/incident.duckdb]"
+    )
     p.add_argument("--port", type=int, default=8888, help="port on 127.0.0.1")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument(
@@ -266,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     _report_parser(sub)
     _verify_parser(sub)
     _lab_parser(sub)
+    # the incident folder may be named after the command too (postmortem report --project-dir)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--project-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
@@ -325,7 +339,7 @@ def _init(args: argparse.Namespace) -> int:
 def _lab(args: argparse.Namespace) -> int:
     from analysis.report import folder
 
-    given = {"database": args.database}
+    given = {"database": getattr(args, "database", None)}
     given.update({k: getattr(args, k, None) for k in report.INPUTS})
     if args.config:
         given = {**report.read_config(args.config), **{k: v for k, v in given.items() if v}}
@@ -346,7 +360,7 @@ def _sample(args: argparse.Namespace, say) -> int:
 
     started = time.monotonic()
     paths = sample.generate(
-        args.out or config.SAMPLE_DIR,
+        getattr(args, "out", None) or config.SAMPLE_DIR,
         scale=args.scale,
         seed=args.seed,
         fmt=args.format,

@@ -261,6 +261,15 @@ def _with_thresholds(
                 {"signal": rule.key, "reason": "no baseline evaluation to take a threshold from"}
             )
             continue
+        if rule.unit == "ratio" and chosen[0] > 1:
+            skipped.append(
+                {
+                    "signal": rule.key,
+                    "reason": "too little traffic for a rule on a ratio: 3 events in a window "
+                    f"of the baseline's attempts is a share of {chosen[0]:g}, above 1",
+                }
+            )
+            continue
         rule.threshold, longest, rule.basis = chosen
         # a run as long as the baseline's longest is no news: for = that run plus a margin
         rule.for_evals = longest + margin

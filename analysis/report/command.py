@@ -187,7 +187,9 @@ def swap_into_place(staging: Path, final: Path) -> None:
 
 
 #: the kernel's own start-up warnings (TCP on loopback) are not the user's business
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: the report's kernels keep no input history: it would hold every report's parameters (its
+#: incident and its files) in the user's ~/.ipython, outside the incident folder
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR", "--HistoryManager.enabled=False"]
 
 
 def start_kernel() -> Any:

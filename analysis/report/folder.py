@@ -102,11 +102,13 @@ def prepare_lab(folder: Path, given: dict[str, Any]) -> Path:
     if any(key in parameters for key in params.INPUTS):
         for key in params.INPUTS:
             parameters.setdefault(key, "")
-    params.resolve(parameters)  # refused here, with the name, rather than in a cell
+    # checked here, with the name, rather than in a cell; and as resolve writes them (an
+    # unquoted time in YAML is a datetime, which a notebook's JSON cannot hold)
+    resolved = params.resolve(parameters)
     papermill.execute_notebook(
         str(config.NOTEBOOKS_DIR / LAB_NOTEBOOK),
         str(target),
-        parameters=parameters,
+        parameters={key: resolved[key] for key in parameters},
         prepare_only=True,
         log_output=False,
         progress_bar=False,

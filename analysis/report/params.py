@@ -11,6 +11,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,7 @@ PARAMETERS: tuple[Param, ...] = (
           "Spark session settings, as on --spark-conf; no secrets",
           ("--spark-conf",), "KEY=VALUE"),
     Param("alert_metrics", dict, {},
-          "metric names of the alert rules in alerts/ (README); {}: the defaults",
+          "metric names of the alert rules in alerts/ (docs); {}: the defaults",
           ("--alert-metrics",), "YAML"),
     Param("slo_target", float, config.DEFAULT_SLO_TARGET,
           "login SLO: the share of attempts without a system failure", ("--slo-target",),
@@ -204,8 +205,7 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
                 f"{key} {value!r}: one of {', '.join(choices)}, or a source definition FILE.yaml"
             )
     for key in (p.name for p in PARAMETERS if p.type is bool):
-        if isinstance(out[key], str):
-            out[key] = out[key].strip().lower() in ("1", "true", "yes")
+        out[key] = _yes_or_no(key, out[key])
     _check_range(out)
     engines.engine_of(out)  # an engine that does not exist is refused here
     _check_spark_conf(out)
@@ -222,13 +222,33 @@ def resolve(given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _yes_or_no(key: str, value: Any) -> bool:
+    """A yes/no parameter; anything else is refused (``redact_users: maybe`` must never
+    write user ids in clear)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _YES or text in _NO:
+        return text in _YES
+    raise ParameterError(f"{key} {value!r}: true or false")
+
+
 def _instant(out: dict[str, Any], key: str) -> str:
-    """The parameter ``key`` as the instant text it is, or the error naming it."""
+    """The parameter ``key`` as the instant text it is, or the error naming it (YAML reads
+    an unquoted time as a datetime: it is written back as ISO-8601 with a Z)."""
+    value = out[key]
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ParameterError(f"{key} {value!s}: give the time zone (Z or an offset)")
+        return times.iso(times.parse_instant(value))
     try:
-        times.parse_instant(str(out[key]))
+        times.parse_instant(str(value))
     except ValueError as exc:
-        raise ParameterError(f"{key} {out[key]!r}: {exc}") from exc
-    return str(out[key])
+        raise ParameterError(f"{key} {value!r}: {exc}") from exc
+    return str(value)
 
 
 def _check_window(out: dict[str, Any]) -> None:

@@ -498,3 +498,23 @@ def test_bounds_closer_than_a_nanosecond_are_one_bound_of_the_histogram(con):
     mapping = alerts.metric_mapping({"latency_buckets": [0.001, 0.0010000000001, 0.01]})
     _, latency = alerts.gather(con, Params(start=START, end=END), mapping)
     assert latency[["le_ms", "observations"]].values.tolist() == [[1.0, 1], [10.0, 2]]
+
+
+def test_a_ratio_threshold_above_one_is_left_out_with_the_reason():
+    # one attempt every 5 minutes: the floor of 3 events in a 5-minute window that holds one
+    # attempt is a share of 3, which no ratio can pass
+    buckets = [T0 + timedelta(minutes=i) for i in range(N)]
+    series = pd.DataFrame(
+        {"bucket": buckets, "attempts": [i % 5 == 0 for i in range(N)], "queries": 0}
+    )
+    series["attempts"] = series["attempts"].astype(int)
+    codes = pd.DataFrame([{"bucket": START, "error_code": "db_timeout", "failures": 1}])
+    a = alerts.build(
+        {"incident_id": "sparse", "db": {"queries_per_auth": {"method": "none"}}},
+        series,
+        Params(start=START, end=END),
+        error_codes=codes,
+    )
+    assert "AuthSystemFailureRatioHigh" not in a.rules_yaml
+    reasons = {s["signal"]: s["reason"] for s in a.skipped}
+    assert "above 1" in reasons["system_failure_ratio"]

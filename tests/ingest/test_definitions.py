@@ -416,3 +416,18 @@ def test_auto_knows_an_ecs_export_whose_first_documents_are_not_sign_ins(con, tm
     res = load.load(con, auth=log).files[0]
     assert res.format == "ecs"
     assert res.rows_skipped >= 25
+
+
+def test_a_timestamp_format_without_a_year_is_refused_not_loaded_as_1900(con, tmp_path):
+    d = tmp_path / "t.yaml"
+    d.write_text(
+        "name: t\ninput: text\n"
+        "pattern: '^(?P<ts>\\w+ +\\d+ [\\d:]+) (?P<user>\\S+) (?P<result>\\S+)$'\n"
+        "fields: {ts: ts, user_id: user, outcome: result}\n"
+        "timestamp: '%b %d %H:%M:%S'\n"
+    )
+    log = tmp_path / "t.log"
+    log.write_text("Dec 10 06:55:46 ann success\nDec 10 06:55:48 bob failure\n")
+    with pytest.raises(errors.LoadError, match=r"'%b %d %H:%M:%S' has no year, .* fall in 1900"):
+        load.load(con, auth=log, auth_format=str(d))
+    assert con.execute("select count(*) from auth_events").fetchall() == [(0,)]

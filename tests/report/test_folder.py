@@ -136,3 +136,24 @@ def test_version_is_the_installed_distribution_s():
 
     done = _run(["--version"], cwd=ROOT)
     assert done.stdout.strip() == f"postmortem-lab {metadata.version('postmortem-lab')}"
+
+
+def test_lab_takes_times_written_unquoted_as_the_starter_config_shows_them(tmp_path):
+    # YAML reads an unquoted time as a datetime; the notebook's parameters are text
+    (tmp_path / "incident.yaml").write_text(
+        "incident_start: 2024-03-02T08:00:00Z\nincident_end: 2024-03-02T09:10:00Z\n",
+        encoding="utf-8",
+    )
+    done = _run(["lab", "--prepare-only"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    nb = json.loads((tmp_path / "explore.ipynb").read_text(encoding="utf-8"))
+    injected = next(c for c in nb["cells"] if "injected-parameters" in c["metadata"]["tags"])
+    assert 'incident_start = "2024-03-02T08:00:00Z"' in "".join(injected["source"])
+
+
+def test_project_dir_may_follow_the_command(tmp_path):
+    here = tmp_path / "incident"
+    here.mkdir()
+    done = _run(["init", "--project-dir", str(here)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (here / "incident.yaml").is_file() and not (tmp_path / "incident.yaml").exists()

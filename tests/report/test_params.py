@@ -172,3 +172,12 @@ def test_every_parameter_has_a_flag_and_the_flags_reach_the_parameters():
     }
     assert {p.name for p in params.PARAMETERS} <= flags
     assert execute.gather_parameters(args)["login_path"] == ["/api/login", "/sso"]
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "redact"])
+def test_a_yes_or_no_parameter_refuses_anything_else(value):
+    # privacy fails closed: a value that is neither must never write user ids in clear
+    with pytest.raises(errors.ParameterError, match=rf"redact_users '{value}': true or false"):
+        params.resolve({"redact_users": value})
+    assert params.resolve({"redact_users": "No"})["redact_users"] is False
+    assert params.resolve({"redact_users": "yes"})["redact_users"] is True

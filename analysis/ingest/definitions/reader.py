@@ -169,7 +169,9 @@ def _check_epoch_unit(
     seconds read as milliseconds are January 1970, silently, otherwise. The middle half of
     the times decides, so that one odd record does not cost the file."""
     units = [u for u in d.timestamps if u in _EPOCH_PER_SECOND]
-    if not units or not res.rows_loaded:
+    yearless = [f for f in d.timestamps if f not in _EPOCH_PER_SECOND and f != "iso"]
+    yearless = [f for f in yearless if not any(y in f for y in ("%Y", "%y", "%G", "%s"))]
+    if not (units or yearless) or not res.rows_loaded:
         return
     row = db.one(
         con,
@@ -179,6 +181,11 @@ def _check_epoch_unit(
     )
     if row is None or row[0] is None or _plausible((row[0], row[1])):
         return
+    if not units:
+        raise UnreadableFile(
+            f"{path}: timestamp {yearless[0]!r} has no year, so its times fall in "
+            f"{row[0]:%Y}; put the year in the format (%Y) ({d.name})"
+        )
     epoch = datetime(1970, 1, 1)
     raw = [(t - epoch) / timedelta(seconds=1) * _EPOCH_PER_SECOND[units[0]] for t in row]
     fits = [u for u, per in _EPOCH_PER_SECOND.items() if _fits(epoch, raw, per)]
