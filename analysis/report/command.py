@@ -58,9 +58,15 @@ def main(args: Any, say: Callable[[str], None]) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     staging.chmod(0o755)
     previous = os.environ.get(STAGING_ENV)
+    new_database = not run.database.exists()
     try:
         _run_notebooks(p, staging, quiet=bool(getattr(args, "quiet", False)))
         swap_into_place(staging, final)
+    except BaseException:
+        if new_database:  # a failed report leaves no database behind, as it found none
+            for leftover in (run.database, run.database.with_name(run.database.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
     finally:
         if previous is None:
             os.environ.pop(STAGING_ENV, None)

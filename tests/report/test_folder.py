@@ -157,3 +157,18 @@ def test_project_dir_may_follow_the_command(tmp_path):
     done = _run(["init", "--project-dir", str(here)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (here / "incident.yaml").is_file() and not (tmp_path / "incident.yaml").exists()
+
+
+def test_a_failed_report_leaves_no_new_database_behind(tmp_path):
+    # an sshd line read as Okta: the load in the notebook refuses the file
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "Jan 19 10:30:00 host sshd[1]: Accepted password for ann from 10.0.0.1 port 1\n"
+    )
+    done = _run(
+        ["-q", "report", "--auth", str(log), "--auth-format", "okta", "--database", "d.duckdb"],
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and "okta" in done.stderr
+    assert not list(tmp_path.glob("d.duckdb*"))
+    assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").rglob("*.json"))
