@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from analysis.alerts.promql import prom_duration, prom_number, prom_string, re2_escape, selector
-from analysis.alerts.signals import Buckets, Counter, Rule, buckets_baseline
+from analysis.alerts.signals import Buckets, Counter, Rule, buckets_baseline, ratio, sum_rates
 from analysis.figures import Params
 
 ALERT = "LoginSLOErrorBudgetBurn"
@@ -65,19 +65,12 @@ def usable(bucket_s: int) -> str | None:
 
 def _ratios(buckets: Buckets, failing: list[Counter], attempts: list[Counter]) -> dict:
     """Each window's error ratio at every evaluation, as the recording rules compute it."""
-    from analysis.alerts.promql import window_rates
-
     out = {}
     for name, seconds in WINDOWS.items():
         k = seconds // buckets.seconds
-        bad = sum(
-            (window_rates(c.increments, k, seconds) for c in failing), np.zeros(buckets.n + 1)
+        out[name] = ratio(
+            sum_rates(failing, k, seconds, buckets.n), sum_rates(attempts, k, seconds, buckets.n)
         )
-        total = sum(
-            (window_rates(c.increments, k, seconds) for c in attempts), np.zeros(buckets.n + 1)
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[name] = bad / total
     return out
 
 
@@ -112,14 +105,14 @@ def rules(
         if c.label(m["outcome_label"]) == m["failure_outcome"]
         and c.label(m["error_code_label"]) not in params.user_error_codes
     ]
-    ratio = _ratios(buckets, failing, attempts)
+    ratios = _ratios(buckets, failing, attempts)
     allowed = 1 - params.slo_target
     out = []
     for p in POLICIES:
         limit = threshold(p.factor, params.slo_target)
         long_name, short_name = RECORD.format(window=p.long), RECORD.format(window=p.short)
         with np.errstate(invalid="ignore"):
-            firing = (ratio[p.long] > limit) & (ratio[p.short] > limit)
+            firing = (ratios[p.long] > limit) & (ratios[p.short] > limit)
         rule = Rule(
             "slo_burn_rate",
             ALERT,
@@ -127,7 +120,7 @@ def rules(
             f"{long_name} > {prom_number(limit)} and {short_name} > {prom_number(limit)}",
             f"burn rate of the login SLO's error budget over {p.long} and {p.short}",
             "× the budget rate",
-            ratio[p.long] / allowed,
+            ratios[p.long] / allowed,
             labels=dict(SLO_LABELS),
         )
         rule.threshold = p.factor

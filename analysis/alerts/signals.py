@@ -159,7 +159,8 @@ def _le(seconds: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _sum_rates(counters: list[Counter], k: int, window_s: float, n: int) -> np.ndarray:
+def sum_rates(counters: list[Counter], k: int, window_s: float, n: int) -> np.ndarray:
+    """``sum(rate(...[window]))`` of ``counters`` at every evaluation (NaN without one)."""
     total = np.zeros(n + 1)
     for c in counters:
         total = total + window_rates(c.increments, k, window_s)
@@ -168,7 +169,8 @@ def _sum_rates(counters: list[Counter], k: int, window_s: float, n: int) -> np.n
     return total
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` per evaluation, NaN where PromQL's division would give none."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return num / den
 
@@ -246,7 +248,7 @@ class _Evaluation:
 
     def rate(self, counters: list[Counter]) -> np.ndarray:
         """Return the summed rate of ``counters`` per evaluation, as ``sum(rate(...))``."""
-        return _sum_rates(counters, self.k, self.w, self.buckets.n)
+        return sum_rates(counters, self.k, self.w, self.buckets.n)
 
 
 def _evaluation(buckets: Buckets, mapping: dict[str, Any], **given: Any) -> _Evaluation:
@@ -258,7 +260,7 @@ def _evaluation(buckets: Buckets, mapping: dict[str, Any], **given: Any) -> _Eva
     ws = prom_duration(k * buckets.seconds)
     n = buckets.n
     auth = [c for c in buckets.counters if c.metric == m["auth_attempts"]]
-    attempts = _sum_rates(auth, k, w, n)
+    attempts = sum_rates(auth, k, w, n)
     typical = float(np.median(attempts[1:][buckets_baseline(buckets, k)[1:]] * w)) if n else 0
     floor = FLOOR_EVENTS / typical if typical > 0 else 0.0
     return _Evaluation(buckets, m, k=k, w=w, ws=ws, attempts=attempts, floor=floor, **given)
@@ -328,7 +330,7 @@ def _system_failure_ratio(ev: _Evaluation) -> None:
             expr,
             "system-failure ratio of auth attempts",
             "ratio",
-            _ratio(ev.rate(failing), ev.attempts),
+            ratio(ev.rate(failing), ev.attempts),
             floor=ev.floor,
         )
     )
@@ -365,7 +367,7 @@ def _queries_per_attempt(ev: _Evaluation) -> None:
             expr,
             "database queries per auth attempt",
             "queries per attempt",
-            _ratio(ev.rate(db), ev.attempts),
+            ratio(ev.rate(db), ev.attempts),
             floor=ev.floor,
         )
     )
@@ -402,7 +404,7 @@ def _fingerprints(ev: _Evaluation, db: list[Counter]) -> None:
                 expr,
                 "queries of one fingerprint per auth attempt",
                 "queries per attempt",
-                _ratio(ev.rate(mine), ev.attempts),
+                ratio(ev.rate(mine), ev.attempts),
                 floor=ev.floor,
                 labels=labels,
             )
