@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db, errors
+from analysis import config, db, errors
 from analysis.errors import LoadError, UnreadableFile
 from analysis.ingest import lines, registry
 from analysis.ingest.definitions import schema as definitions
@@ -116,32 +116,20 @@ def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, 
         except errors.DefinitionError as exc:
             raise LoadError(str(exc)) from exc
     if given and given != "auto":
-        reader = registry.READERS.get(given)
-        if reader is None:
-            raise LoadError(
-                f"{path}: unknown format {given!r} (one of {registry.choices_text(kind.name)})"
-            )
-        if kind.name not in reader.kinds:
-            holds = " or ".join(reader.kinds)
-            raise LoadError(
-                f"{path}: {given} logs hold {holds}, not {kind.name} "
-                f"(give it with --{'queries' if 'queries' in reader.kinds else 'auth'})"
-            )
-        return reader, None
+        return _named_reader(path, given, kind), None
     by_name = registry.by_ending(path)
-    if by_name is not None and (not by_name.text or by_name.name == "csv"):
-        if kind.name in by_name.kinds:
-            return by_name, None
+    if by_name is not None and not by_name.text and kind.name in by_name.kinds:
+        return by_name, None
     try:
         sample = lines.first_lines(path, limit=SNIFF_LINES) if kind is not TIMELINE else []
-    except UnreadableFile as exc:
+        own = registry.user_readers() if config.DEFINITIONS_DIR.is_dir() else []
+    except (UnreadableFile, errors.DefinitionError) as exc:
         raise LoadError(str(exc)) from exc
-    fits = []
-    for reader in registry.READERS.values():
-        if kind.name in reader.kinds and reader.sniff is not None and sample:
-            why = reader.sniff(sample)
-            if why:
-                fits.append((reader, why))
+    if by_name is not None and by_name.name == "csv" and kind.name in by_name.kinds:
+        # a CSV of our own columns is ours; another is a vendor's export a definition reads
+        if not sample or by_name.sniff is None or by_name.sniff(sample):
+            return by_name, None
+    fits = _fits(own, sample, kind) or _fits(list(registry.READERS.values()), sample, kind)
     if len(fits) > 1 and by_name is not None and by_name in [r for r, _ in fits]:
         fits = [(r, w) for r, w in fits if r is by_name]
     if len(fits) == 1:
@@ -153,10 +141,68 @@ def choose_reader(path: Path, given: str, kind: Kind) -> tuple[registry.Reader, 
     if by_name is not None and kind.name in by_name.kinds:
         return by_name, None
     suffix = path.suffix or "(none)"
+    seen = _what_it_holds(sample)
     raise LoadError(
-        f"{path}: cannot tell the format from the ending {suffix!r} or from the first lines; "
-        f"name it with {flag} ({registry.choices_text(kind.name)})"
+        f"{path}: cannot tell the format from the ending {suffix!r} or from the first lines"
+        f"{seen}; name it with {flag} ({registry.choices_text(kind.name)})"
+        + (
+            ", or describe it in a definition: `postmortem definition FILE` writes a starter "
+            f"(put it in {config.DEFINITIONS_DIR.name}/ and auto tries it)"
+            if kind is AUTH
+            else ""
+        )
     )
+
+
+def _named_reader(path: Path, given: str, kind: Kind) -> registry.Reader:
+    """The reader of a format, preset or own definition given by name."""
+    try:
+        reader = registry.find(given)
+    except errors.DefinitionError as exc:
+        raise LoadError(str(exc)) from exc
+    if reader is None:
+        raise LoadError(
+            f"{path}: unknown format {given!r} (one of {registry.choices_text(kind.name)})"
+        )
+    if kind.name not in reader.kinds:
+        holds = " or ".join(reader.kinds)
+        raise LoadError(
+            f"{path}: {given} logs hold {holds}, not {kind.name} "
+            f"(give it with --{'queries' if 'queries' in reader.kinds else 'auth'})"
+        )
+    return reader
+
+
+def _fits(
+    readers: list[registry.Reader], sample: list[str], kind: Kind
+) -> list[tuple[registry.Reader, str]]:
+    """The readers whose content signature the first lines fit, with why."""
+    fits = []
+    for reader in readers:
+        if kind.name in reader.kinds and reader.sniff is not None and sample:
+            why = reader.sniff(sample)
+            if why:
+                fits.append((reader, why))
+    return fits
+
+
+def _what_it_holds(sample: list[str]) -> str:
+    """What a file no format knows holds, for the refusal: the keys of its first JSON
+    record, or the start of its first line."""
+    if not sample:
+        return " (it is empty)"
+    try:
+        first = json.loads(sample[0])
+    except (ValueError, RecursionError):
+        first = None
+    if isinstance(first, list) and first and isinstance(first[0], dict):
+        first = first[0]
+    if isinstance(first, dict):
+        keys = list(first)
+        shown = ", ".join(keys[:12]) + (f", … ({len(keys)} keys)" if len(keys) > 12 else "")
+        return f" (its first record has the keys {shown})"
+    line = sample[0].strip()
+    return f" (it starts {line[:80]!r}{'…' if len(line) > 80 else ''})"
 
 
 def sha256_of(path: Path) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import errors, kinds
+from analysis import config, errors, kinds
 from analysis.ingest import readers
 from analysis.ingest.definitions import reader as sources
 from analysis.ingest.definitions import schema as definitions
@@ -166,6 +166,38 @@ def from_definition(path: Path) -> Reader:
 READERS: dict[str, Reader] = {r.name: r for r in [*_builtin(), *_presets()]}
 
 
+def user_readers(folder: Path | None = None) -> list[Reader]:
+    """The readers of the incident folder's own definitions (``definitions/*.yaml``, read
+    each time: the user edits them between loads), which ``auto`` tries beside the presets.
+
+    Raises
+    ------
+    DefinitionError
+        for a definition that cannot be used, or one named like a format or preset.
+    """
+    folder = config.DEFINITIONS_DIR if folder is None else folder
+    found = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        reader = from_definition(path)
+        if reader.name in READERS:
+            raise errors.DefinitionError(
+                f"{path}: name {reader.name!r} is a format of ours; give the definition "
+                "another name"
+            )
+        found.append(reader)
+    return found
+
+
+def find(name: str) -> Reader | None:
+    """The reader a format name names: a format, a preset, or one of the incident
+    folder's own definitions."""
+    if name in READERS:
+        return READERS[name]
+    if not config.DEFINITIONS_DIR.is_dir():
+        return None
+    return next((r for r in user_readers() if r.name == name), None)
+
+
 def names(kind: str | None = None) -> tuple[str, ...]:
     """The format names (of one kind of input), in the table's order."""
     return tuple(n for n, r in READERS.items() if kind is None or kind in r.kinds)
@@ -193,7 +225,7 @@ def user_codes(formats: list[str], *, given: str = "auto") -> list[str]:
     """The user-class error codes that the definitions behind ``formats`` (and a definition
     file given as the format) name, in order, without repeats."""
     out: list[str] = []
-    defs = [READERS[f].definition for f in formats if f in READERS]
+    defs = [r.definition for r in map(find, formats) if r is not None]
     if definitions.is_definition_file(given) and given not in READERS:
         try:
             defs.append(definitions.read_definition(Path(given)))

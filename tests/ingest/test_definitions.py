@@ -431,3 +431,142 @@ def test_a_timestamp_format_without_a_year_is_refused_not_loaded_as_1900(con, tm
     with pytest.raises(errors.LoadError, match=r"'%b %d %H:%M:%S' has no year, .* fall in 1900"):
         load.load(con, auth=log, auth_format=str(d))
     assert con.execute("select count(*) from auth_events").fetchall() == [(0,)]
+
+
+ACTIVITY_DEFINITION = """
+name: activities
+records: ["items[]", "$"]
+attempts: {field: "events[].name", values: [login_success, login_failure]}
+fields:
+  ts: id.time
+  user_id: actor.email
+  outcome: {path: "events[].name", map: {login_success: success, login_failure: failure}}
+  error_code: "events[].parameters[name=login_failure_type].value"
+extras:
+  first_event: "events[0].name"
+  second_event: "events[1].name"
+"""
+
+
+def _activity(t, who, *names, failure_type=None):
+    params = [{"name": "login_failure_type", "value": failure_type}] if failure_type else []
+    return {
+        "id": {"time": t},
+        "actor": {"email": who},
+        "events": [{"name": n, "parameters": params} for n in names],
+    }
+
+
+def test_paths_through_arrays_read_every_element_index_one_and_select_by_key(con, tmp_path):
+    d = tmp_path / "activities.yaml"
+    d.write_text(ACTIVITY_DEFINITION)
+    log = tmp_path / "activities.json"
+    items = [
+        _activity("2024-01-19T10:30:00Z", "ann", "login_success"),
+        _activity("2024-01-19T10:31:00Z", "bob", "login_failure", failure_type="bad_password"),
+        _activity("2024-01-19T10:32:00Z", "bob", "login_verification"),
+        # two events: an attempt because one of them is; the first names the outcome
+        _activity("2024-01-19T10:33:00Z", "cy", "login_success", "logout"),
+    ]
+    log.write_text(json.dumps({"items": items}, indent=2))
+    res = load.load(con, auth=log, auth_format=str(d)).files[0]
+    assert (res.rows_loaded, res.skipped) == (3, {"login_verification": 1})
+    rows = con.execute(
+        "select user_id, outcome, error_code, first_event, second_event from auth_events "
+        "order by line"
+    ).fetchall()
+    assert rows == [
+        ("ann", "success", None, "login_success", None),
+        ("bob", "failure", "bad_password", "login_failure", None),
+        ("cy", "success", None, "login_success", "logout"),
+    ]
+
+
+def test_a_pretty_printed_single_record_is_one_record(con, tmp_path):
+    log = tmp_path / "one.json"
+    event = {
+        "eventTime": "2024-01-19T10:30:00Z",
+        "eventName": "ConsoleLogin",
+        "eventSource": "signin.amazonaws.com",
+        "userIdentity": {"type": "IAMUser", "userName": "ann", "arn": "arn:aws:iam::1:user/ann"},
+        "responseElements": {"ConsoleLogin": "Failure"},
+        "errorMessage": "Failed authentication",
+    }
+    log.write_text(json.dumps(event, indent=2))
+    res = load.load(con, auth=log, auth_format="cloudtrail").files[0]
+    assert (res.rows_read, res.rows_loaded) == (1, 1)
+    assert con.execute("select outcome from auth_events").fetchall() == [("failure",)]
+
+
+def test_json_written_as_text_in_a_field_is_read_inside(con, tmp_path):
+    d = tmp_path / "wrapped.yaml"
+    d.write_text(
+        "name: wrapped\nfields:\n  ts: message:json.t\n  user_id: message:json.who.id\n"
+        "  outcome: {path: 'message:json.ok', map: {'true': success, 'false': failure}}\n"
+    )
+    log = tmp_path / "w.jsonl"
+    inner = [{"t": "2024-01-19T10:30:00Z", "who": {"id": "ann"}, "ok": True}]
+    inner.append({"t": "2024-01-19T10:31:00Z", "who": {"id": "bob"}, "ok": False})
+    lines_ = [json.dumps({"message": json.dumps(i)}) for i in inner]
+    log.write_text("\n".join([*lines_, json.dumps({"message": "{not json"})]) + "\n")
+    res = load.load(con, auth=log, auth_format=str(d)).files[0]
+    assert (res.rows_loaded, res.rows_rejected) == (2, 1)
+    got = con.execute("select user_id, outcome from auth_events order by line").fetchall()
+    assert got == [("ann", "success"), ("bob", "failure")]
+
+
+def test_a_csv_definition_reads_by_header_name_and_refuses_a_column_the_header_lacks(
+    con, tmp_path
+):
+    d = tmp_path / "vendor.yaml"
+    d.write_text(
+        "name: vendor\ninput: csv\nsignature: {fields: [When, Who, Result]}\n"
+        "fields: {ts: When, user_id: Who, outcome: {path: Result, map: {OK: success}, "
+        "default: failure}, error_code: {path: Result, map: {OK: null}}}\n"
+    )
+    log = tmp_path / "export.csv"
+    log.write_text(
+        'When,Who,Result\n2024-01-19T10:30:00Z,"Ann, A.",OK\n2024-01-19T10:31:00Z,bob,LOCKED\n'
+        "2024-01-19T10:32:00Z,cy\n"
+    )
+    res = load.load(con, auth=log, auth_format=str(d)).files[0]
+    assert (res.rows_read, res.rows_loaded, res.rows_rejected) == (3, 2, 1)
+    rows = con.execute("select user_id, outcome, error_code from auth_events order by line")
+    assert rows.fetchall() == [("Ann, A.", "success", None), ("bob", "failure", "LOCKED")]
+    assert con.execute("select line, reason from rejects").fetchall() == [
+        (4, "wrong column count: expected 3, got 2")
+    ]
+    # the same definition on a CSV whose header lacks a column it reads: nothing is loaded
+    other = tmp_path / "other.csv"
+    other.write_text("Time,Who,Result\n2024-01-19T10:30:00Z,ann,OK\n")
+    with pytest.raises(errors.LoadError, match=r"fields.ts reads When, which the CSV header"):
+        load.load(con, auth=other, auth_format=str(d))
+
+
+def test_a_path_with_a_bracket_that_reads_nothing_is_refused():
+    with pytest.raises(errors.DefinitionError, match=r"'events\[x\]' is not a key"):
+        definitions.parse({"fields": {"ts": "events[x].t", "outcome": "o"}}, origin="d.yaml")
+
+
+def test_auto_tries_the_incident_folders_own_definitions_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "DEFINITIONS_DIR", tmp_path / "definitions")
+    log = tmp_path / "gw.log"
+    log.write_text(json.dumps({"when": "2024-01-19T10:30:00Z", "who": "ann", "verdict": "OK"}))
+    with pytest.raises(errors.LoadError) as refused:
+        load.choose_reader(log, "auto", load.AUTH)
+    # the refusal says what it saw and where a definition would go
+    assert "keys when, who, verdict" in str(refused.value)
+    assert "postmortem definition FILE" in str(refused.value)
+    config.DEFINITIONS_DIR.mkdir()
+    (config.DEFINITIONS_DIR / "gw.yaml").write_text(
+        "name: gw\nsignature: {fields: [when, who, verdict]}\n"
+        "fields: {ts: when, user_id: who, outcome: {path: verdict, map: {OK: success}}}\n"
+        "error_classes: {user: [gw_denied]}\n"
+    )
+    reader, why = load.choose_reader(log, "auto", load.AUTH)
+    assert (reader.name, why) == ("gw", "its records have when, who, verdict")
+    assert load.choose_reader(log, "gw", load.AUTH)[0].name == "gw"
+    assert registry.user_codes(["gw"]) == ["gw_denied"]
+    (config.DEFINITIONS_DIR / "okta.yaml").write_text("name: okta\nfields: {ts: a, outcome: b}\n")
+    with pytest.raises(errors.LoadError, match="name 'okta' is a format of ours"):
+        load.choose_reader(log, "auto", load.AUTH)

@@ -18,6 +18,7 @@ the rest go through the same validation as every other input (:func:`validate.st
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import re
@@ -38,6 +39,7 @@ from analysis.ingest.definitions.schema import (
     Column,
     Definition,
     json_path,
+    split_decode,
     split_path,
 )
 from analysis.kinds import RAW_KEEP_CHARS, FileResult, Kind, ReadOptions, Records
@@ -55,16 +57,28 @@ class _Binder:
         return "$" + name
 
 
-def _path_sql(path: str, bind: _Binder, rec: str = "rec") -> str:
-    """The text at ``path`` of the JSON record ``rec`` (NULL when absent or JSON null)."""
+def _path_sql(path: str, bind: _Binder, rec: str = "rec", *, every: bool = False) -> str:
+    """The text at ``path`` of the JSON record ``rec`` (NULL when absent or JSON null).
+
+    A path through ``[]`` reaches every element: the first value found, or with ``every``
+    all of them (one value as it is, several as a JSON array, which the attempt rule reads
+    element by element). ``key:json`` decodes the JSON text held at ``key``.
+    """
     if path.startswith("{"):
         raise DefinitionError(
             f"path {path!r}: a path to an element enclosing the record is not read yet"
         )
+    head, decoder, rest = split_decode(path)
+    if decoder:
+        text = f"json_extract_string({rec}, {bind(json_path(head))})"
+        inner = f"try({text}::json)" if decoder == ":json" else _xml_record_sql(text, bind)
+        if not rest:
+            return f"nullif({inner}::varchar, '')"
+        return _path_sql(rest, bind, inner, every=every)
     m = SELECTOR.match(path)
     if m:
-        # a list of {key, value} objects (OpenTelemetry attributes): the first whose key is
-        # the given one, then the rest of the path inside it
+        # a list of {key, value} objects (OpenTelemetry attributes, Google's parameters): the
+        # first whose key is the given one, then the rest of the path inside it
         items = f"json_extract({rec}, {bind(json_path(m['list'] + '[]'))})"
         key = bind(m["value"])
         pick = (
@@ -73,15 +87,52 @@ def _path_sql(path: str, bind: _Binder, rec: str = "rec") -> str:
         )
         rest = m["rest"].lstrip(".")
         return f"nullif(json_extract_string({pick}, {bind(json_path(rest))}), '')"
+    if "[]" in path:
+        found = (
+            f"list_filter(json_extract_string({rec}, {bind(json_path(path))}), "
+            "lambda x: coalesce(x, '') <> '')"
+        )
+        if not every:
+            return f"{found}[1]"
+        return (
+            f"list_transform([{found}], lambda _l: case len(_l) when 0 then null "
+            "when 1 then _l[1] else to_json(_l)::varchar end)[1]"
+        )
     # an empty text is no value (a regex group that took no part, an empty JSON string)
     return f"nullif(json_extract_string({rec}, {bind(json_path(path))}), '')"
 
 
-def _value_sql(col: Column, bind: _Binder, *, keep_unmapped: bool = False) -> str:
+#: a leaf element of a flat XML record: its tag and its text (no markup inside)
+_XML_LEAF = r"<([A-Za-z_][\w.-]*)(?:\s[^>]*)?>([^<]*)</[A-Za-z_][\w.-]*>"
+#: the five entities XML predefines, ``&amp;`` last so that ``&amp;lt;`` stays ``&lt;``
+_XML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
+
+
+def _xml_record_sql(text: str, bind: _Binder) -> str:
+    """A JSON object of the leaf elements of an XML text, by tag (the first of a repeated
+    tag wins; nesting is flattened): enough for the one-level records of an audit feed,
+    not a parser of XML documents."""
+    leaf = bind(_XML_LEAF)
+    value = f"regexp_extract(el, {leaf}, 2)"
+    for entity, char in _XML_ENTITIES:
+        value = f"replace({value}, {bind(entity)}, {bind(char)})"
+    pairs = (
+        f"list_transform(regexp_extract_all({text}, {leaf}), lambda el: "
+        f"to_json(regexp_extract(el, {leaf}, 1))::varchar || ':' || to_json({value})::varchar)"
+    )
+    return (
+        f"try(case when {text} is not null then "
+        f"('{{' || array_to_string({pairs}, ',') || '}}')::json end)"
+    )
+
+
+def _value_sql(
+    col: Column, bind: _Binder, *, keep_unmapped: bool = False, every: bool = False
+) -> str:
     """The SQL of one column: first non-null path, null values, then the value map."""
     if not col.paths:
         return "null::varchar" if col.constant is None else f"{bind(col.constant)}::varchar"
-    exprs = [_path_sql(p, bind) for p in col.paths]
+    exprs = [_path_sql(p, bind, every=every) for p in col.paths]
     if col.null_values:
         nulls = bind(list(col.null_values))
         exprs = [
@@ -260,6 +311,84 @@ def _text_records_sql(d: Definition, bind: _Binder) -> str:
         """  # noqa: S608 - the name is a checked definition name, values are bound
 
 
+def _csv_records_sql(d: Definition, bind: _Binder, header: CsvHeader) -> str:
+    """The records of a CSV file: each line after the header as a JSON object of the
+    header's names (quotes removed; an empty field is no value), split as the CSV format
+    splits it; a line with the wrong number of fields is rejected with the count."""
+    names = bind(list(header.names))
+    return f"""
+        with decoded as (
+            select line, raw as blob, try(decode(raw)) as txt from _chunk
+            where line > {bind(header.line)}
+        ), split as (
+            select line, blob, txt,
+                   regexp_extract_all(',' || txt, {bind(db.CSV_FIELD)}, 1) as fields
+            from decoded
+            where txt is null or not regexp_full_match(txt, '\\s*')
+        ), checked as (
+            select line, blob, txt, fields,
+                   case when txt is null then 'invalid UTF-8'
+                        when array_to_string(fields, ',') <> txt then 'malformed CSV quoting'
+                        when len(fields) <> {bind(len(header.names))} then
+                            'wrong column count: expected ' || {bind(len(header.names))}
+                            || ', got ' || len(fields)
+                   end as pre_reason
+            from split
+        )
+        select line, left(coalesce(txt, blob::varchar), $keep) as raw, pre_reason,
+               case when pre_reason is null then to_json(map_from_entries(list_transform(
+                   fields, lambda f, i: struct_pack(k := ({names}::varchar[])[i],
+                                                    v := csv_unquote(f)))))
+               end as rec,
+               null::varchar as skip_kind
+        from checked
+    """  # noqa: S608 - values are bound
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvHeader:
+    """The header of a CSV file: its column names and the line it is on."""
+
+    names: tuple[str, ...]
+    line: int
+
+
+def csv_header(path: Path, d: Definition) -> CsvHeader:
+    """The header of a CSV log, checked against the definition: every column the
+    definition reads has one of its paths in the header, else nothing would be read."""
+    for chunk in lines.iter_chunks(path, chunk_bytes=1 << 20):
+        rows = chunk.table.to_pydict()
+        for line, raw in zip(rows["line"], rows["raw"], strict=True):
+            text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
+            if not text.strip():
+                continue
+            try:
+                names = tuple(h.strip() for h in next(csv.reader([text])))
+            except csv.Error as exc:
+                raise UnreadableFile(
+                    f"{path}: line {line}: the CSV header cannot be read ({exc})"
+                ) from exc
+            _check_header(path, d, names)
+            return CsvHeader(names, line)
+    raise UnreadableFile(f"{path}: the file is empty (a CSV log starts with its header)")
+
+
+def _check_header(path: Path, d: Definition, names: tuple[str, ...]) -> None:
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise UnreadableFile(f"{path}: the CSV header names {', '.join(doubled)} twice")
+    wanted = [(f"fields.{n}", c) for n, c in d.columns.items()]
+    wanted += [(f"extras.{n}", c) for n, c in d.extras.items()]
+    wanted += [("attempts.field", Column(paths=d.attempt_fields))]
+    for where, column in wanted:
+        roots = [(split_path(p) or [p])[0] for p in column.paths]
+        if roots and not any(r in names for r in roots):
+            raise UnreadableFile(
+                f"{path}: {where} reads {', '.join(column.paths)}, which the CSV header does "
+                f"not have (its columns: {', '.join(names)}) ({d.name})"
+            )
+
+
 def _record_lists(d: Definition, bind: _Binder, *, document: bool) -> list[str]:
     """The SQL lists of records of a JSON ``doc``, one per records path, in the
     definition's order (the first that holds any is a document's records)."""
@@ -278,7 +407,11 @@ def _record_lists(d: Definition, bind: _Binder, *, document: bool) -> list[str]:
                 f"[]::json[]) when 'OBJECT' then [{x}] end"
             )
     if document and self_record:
-        lists.append("case json_type(doc) when 'ARRAY' then json_extract(doc, '$[*]') end")
+        # an array of records, or one record written over many lines
+        lists.append(
+            "case json_type(doc) when 'ARRAY' then json_extract(doc, '$[*]') "
+            "when 'OBJECT' then [doc] end"
+        )
     elif self_record:
         lists.append("case json_type(doc) when 'OBJECT' then [doc] end")
     return lists
@@ -326,10 +459,14 @@ def _expanded_sql(
     return unnest, line, raw, reason, src
 
 
-def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
+def _records_sql(
+    d: Definition, bind: _Binder, *, document: bool, header: CsvHeader | None = None
+) -> str:
     """From ``_chunk(line, raw)`` to ``(line, raw, pre_reason, rec)``: one row per record."""
     if d.input == "text":
         return _text_records_sql(d, bind)
+    if header is not None:
+        return _csv_records_sql(d, bind, header)
     lists = _record_lists(d, bind, document=document)
     text_of = "try(decode(raw))"
     unnest, line, raw, reason, src = _expanded_sql(d, lists, bind, document=document)
@@ -349,7 +486,9 @@ def _records_sql(d: Definition, bind: _Binder, *, document: bool) -> str:
     """  # noqa: S608 - the records path is shown, not run; values are bound
 
 
-def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, list[str]]:
+def _stage_sql(
+    d: Definition, bind: _Binder, *, document: bool, header: CsvHeader | None = None
+) -> tuple[str, list[str]]:
     """The records with ``f_<column>`` text fields and ``skip_kind`` (null: an attempt)."""
     kind = kinds.KINDS[d.kind]
     cols = []
@@ -367,7 +506,7 @@ def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, li
     what = "null::varchar"
     counted = "_a"
     if d.attempt_fields:
-        what = _value_sql(Column(paths=d.attempt_fields), bind)
+        what = _value_sql(Column(paths=d.attempt_fields), bind, every=True)
         tests = []
         if d.attempt_values:
             tests.append(f"list_contains({bind(list(d.attempt_values))}::varchar[], x)")
@@ -409,7 +548,7 @@ def _stage_sql(d: Definition, bind: _Binder, *, document: bool) -> tuple[str, li
     outcome_f = db.quote_identifier("f_outcome")
     sql = f"""
         with r as (
-            {_records_sql(d, bind, document=document)}
+            {_records_sql(d, bind, document=document, header=header)}
         ), f as (
             select line, raw, pre_reason, skip_kind, {what} as _a, {counted} as _counted,
                    {", ".join(cols)}
@@ -464,8 +603,9 @@ def load_definition(
             d, attempt_values=(), attempt_prefixes=opts.login_paths, attempt_suffixes=()
         )
     document = d.input == "json" and _is_document(path)
+    header = csv_header(path, d) if d.input == "csv" else None
     bind = _Binder()
-    sql, extras = _stage_sql(d, bind, document=document)
+    sql, extras = _stage_sql(d, bind, document=document, header=header)
     values = {**bind.values, "keep": RAW_KEEP_CHARS}
     chunks = _document_chunk(path) if document else lines.iter_chunks(path)
     for chunk in chunks:
@@ -543,6 +683,15 @@ def reader_for(d: Definition) -> Callable[..., None]:
 
 def _lookup(obj: Any, path: str) -> Any:
     """A path's value in a small Python object (for the content signature only)."""
+    head, decoder, rest = split_decode(path)
+    if decoder:
+        inner = _lookup(obj, head)
+        if decoder != ":json" or not isinstance(inner, str):
+            return None
+        try:
+            return _lookup(json.loads(inner), rest) if rest else inner
+        except (ValueError, RecursionError):
+            return None
     m = SELECTOR.match(path)
     if m:
         items = _lookup(obj, m["list"])
@@ -582,6 +731,21 @@ def _sniff_text(d: Definition, sample: list[str]) -> str | None:
     return None
 
 
+def _sniff_csv(d: Definition, sample: list[str]) -> str | None:
+    """Why a CSV file looks like ``d``'s: its header holds every column of a signature set."""
+    head = next((s for s in sample if s.strip()), None)
+    if head is None:
+        return None
+    try:
+        names = {h.strip() for h in next(csv.reader([head]))}
+    except csv.Error:
+        return None
+    for fields in d.signature_sets:
+        if all(f in names for f in fields):
+            return f"its CSV header has {', '.join(fields)}"
+    return None
+
+
 def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
     """The content signature of a definition: its signature fields in the first records
     (JSON), or its pattern on most of the first lines (text)."""
@@ -589,6 +753,8 @@ def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
     def sniff(sample: list[str]) -> str | None:
         if d.input == "text":
             return _sniff_text(d, sample)
+        if d.input == "csv":
+            return _sniff_csv(d, sample)
         if not d.signature_sets:
             return None
         objs = []
@@ -612,11 +778,13 @@ def sniffer_for(d: Definition) -> Callable[[list[str]], str | None]:
                     return None
                 recs.append((o, got))
             for fields in d.signature_sets:
-                if all(
+                # most, not all: one broken record among the first must not hide the source
+                have = sum(
                     isinstance(r, dict)
                     and all(_lookup(r, f) is not None or _lookup(o, f) is not None for f in fields)
                     for o, r in recs
-                ):
+                )
+                if have * 2 > len(recs):
                     return f"its records have {', '.join(fields)}"
             return None
         # one document over many lines: its keys, as they are written, in the first lines

@@ -31,7 +31,8 @@ KEYS = {
     "description": "one line for --help and the README",
     "docs": "where the field names come from",
     "kind": "auth (the only kind definitions describe so far)",
-    "input": "json (JSON Lines or one JSON document) or text (lines matched by pattern)",
+    "input": "json (JSON Lines or one JSON document), csv (a header row) or text (lines "
+    "matched by pattern)",
     "records": "where the records are: $ (each line or array element), events[], …",
     "signature": "how auto recognises the source: fields (all present) or pattern",
     "attempts": "which records are attempts: field, values and/or prefixes",
@@ -46,10 +47,34 @@ KEYS = {
     "skip_lines": "text input: line prefixes that are not records (comments)",
     "unmatched": "text input: skip (default) or reject the lines the pattern does not match",
 }
+#: json: JSON Lines or one JSON document; text: lines matched by a pattern; csv: a header
+#: row whose names are the paths
+INPUTS = ("json", "text", "csv")
 TIMESTAMPS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 #: a map value that skips the record (e.g. Okta's CHALLENGE: a step, not an outcome)
 SKIP = "skip"
-SELECTOR = re.compile(r"^(?P<list>[^\[\]]+)\[(?P<key>[^=\]]+)=(?P<value>[^\]]*)\](?P<rest>.*)$")
+#: ``list[key=value].rest``: the element of a list whose ``key`` is ``value`` (the list's own
+#: path may iterate or index arrays: ``events[].parameters[name=login_type].value``)
+SELECTOR = re.compile(
+    r"^(?P<list>(?:[^\[\]]|\[\d*\])+)\[(?P<key>[^=\]\[]+)=(?P<value>[^\]]*)\](?P<rest>.*)$"
+)
+#: a path part ending so holds JSON written as text (1Password's ``message``) or a flat XML
+#: record (CyberArk's ``<audit_record>``): the rest of the path reads inside it
+DECODERS = (":json", ":xml")
+
+
+def split_decode(path: str) -> tuple[str, str, str]:
+    """``message:json.a.b`` -> ``('message', ':json', 'a.b')``; a path that decodes nothing
+    -> ``(path, '', '')``."""
+    at = [(path.find(d), d) for d in DECODERS if d in path]
+    if not at:
+        return path, "", ""
+    i, decoder = min(at)
+    return path[:i], decoder, path[i + len(decoder) :].lstrip(".")
+
+
+#: one part of a path: a key, then ``[]`` (every element) or ``[n]`` (the n-th, from 0)
+_PART = re.compile(r"^(?P<key>[^\[\]]*)(?P<index>\[\d*\])?$")
 
 
 #: a format given as a file with one of these endings is a source definition of the user's own
@@ -132,6 +157,13 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _column(spec: Any, where: str) -> Column:
+    column = _column_of(spec, where)
+    for path in column.paths:
+        check_path(path, where)
+    return column
+
+
+def _column_of(spec: Any, where: str) -> Column:
     if isinstance(spec, (str, list)):
         return Column(paths=_strings(spec, where))
     if not isinstance(spec, dict):
@@ -173,8 +205,8 @@ def _kind_and_input(data: dict, origin: str) -> tuple[str, str]:
     if kind not in ("auth",):
         raise DefinitionError(f"{origin}: kind {kind!r}: definitions describe auth logs")
     input_ = str(data.get("input", "json"))
-    if input_ not in ("json", "text"):
-        raise DefinitionError(f"{origin}: input {input_!r}: json or text")
+    if input_ not in INPUTS:
+        raise DefinitionError(f"{origin}: input {input_!r}: one of {', '.join(INPUTS)}")
     return kind, input_
 
 
@@ -284,7 +316,7 @@ def _check_named(
     named += [(f"extras.{n}", c) for n, c in extras.items()]
     for where, column in named:
         for path in column.paths:
-            root = (split_path(path) or [path])[0]
+            root = (split_path(split_decode(path)[0]) or [path])[0]
             if root not in groups:
                 raise DefinitionError(
                     f"{origin}: {where}: {path!r} names no group of the pattern "
@@ -419,13 +451,34 @@ def json_path(path: str) -> str:
         return "$"
     out = "$"
     for part in split_path(path):
-        many = part.endswith("[]")
-        key = part[:-2] if many else part
+        m = _PART.match(part)
+        key, index = (m["key"], m["index"]) if m else (part, None)
         if key:
             out += "." + (key if re.fullmatch(r"[A-Za-z_@][\w@-]*", key) else json.dumps(key))
-        if many:
-            out += "[*]"
+        if index:
+            out += "[*]" if index == "[]" else index
     return out
+
+
+def check_path(path: str, where: str) -> None:
+    """None; raises when a path has a bracket that is neither ``[]``, ``[n]`` nor a
+    ``[key=value]`` selector (it would match nothing, silently)."""
+    if path.startswith("{"):
+        return  # refused by the reader with its own reason
+    pieces = []
+    while path:
+        head, _, path = split_decode(path)
+        pieces.append(head)
+    for piece in pieces:
+        m = SELECTOR.match(piece.strip("."))
+        parts = [m["list"], m["rest"].lstrip(".")] if m else [piece]
+        for one in parts:
+            for part in split_path(one):
+                if not _PART.match(part):
+                    raise DefinitionError(
+                        f"{where}: path {path!r}: {part!r} is not a key, key[] (every element), "
+                        "key[n] (one element, from 0) or list[key=value]"
+                    )
 
 
 def split_path(path: str) -> list[str]:
