@@ -654,8 +654,8 @@ def load_definition(
         parts = sorted(res.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ", ".join(f"{k}: {n:,}" for k, n in parts[:12])
         more = f", and {len(parts) - 12} other kinds" if len(parts) > 12 else ""
-        noun = "record is" if res.rows_skipped == 1 else "records are"
-        res.notes.append(f"{res.rows_skipped:,} {noun} not attempts ({shown}{more})")
+        noun = "record is not an attempt" if res.rows_skipped == 1 else "records are not attempts"
+        res.notes.append(f"{res.rows_skipped:,} {noun} ({shown}{more})")
 
 
 def _document_chunk(path: Path):
