@@ -1,4 +1,4 @@
-"""The ``postmortem`` command: init, sample, load, report, verify, lab."""
+"""The ``postmortem`` command: init, sample, load, definition, report, verify, lab."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import textwrap
 import time
@@ -35,6 +36,8 @@ examples:
   postmortem report --auth auth.csv --queries pg.log --query-format postgres \\
       --start 2024-03-02T08:00:00Z --end 2024-03-02T09:10:00Z --incident-id 2024-03-02-login
   postmortem load --auth 'logs/auth-*.jsonl.gz'      # into data/incident.duckdb
+  postmortem definition export.json > definitions/signins.yaml   # a log no format knows
+  postmortem load --auth export.json --preview 20    # how its first records map; writes nothing
   postmortem verify reports/2024-03-02-login
   postmortem lab                    # JupyterLab here, on this incident
 
@@ -185,8 +188,33 @@ def _load_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--database", type=Path, default=None, help="DuckDB file [default: data/incident.duckdb]"
     )
+    p.add_argument(
+        "--preview",
+        type=int,
+        metavar="N",
+        help="write nothing: show how the first N records of each input map (an attempt with "
+        "its values, skipped and why, or rejected and why)",
+    )
     _add_input_flags(p)
     _add_engine_flags(p)
+
+
+def _definition_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``postmortem definition`` subcommand."""
+    p = sub.add_parser(
+        "definition",
+        help="print a starter source definition for a log no format knows",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read the first records of a JSON or CSV sign-in log and print a commented "
+        "YAML source definition: where the records are, the time field and its unit, the user "
+        "field, the outcome with each value mapped (or '?' for you to decide), the field that "
+        "tells attempts from other events. Edit it, check it with `postmortem load --auth FILE "
+        "--auth-format IT.yaml --preview 20`, and put it in definitions/ of the incident folder "
+        "so that auto tries it.",
+        epilog="example:\n  postmortem definition exports/signins.json > definitions/signins.yaml",
+    )
+    p.add_argument("file", type=Path, help="a sign-in log (JSON Lines, a JSON document or CSV)")
+    p.add_argument("--name", help="the definition's name [default: from the file name]")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -272,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     _init_parser(sub)
     _sample_parser(sub)
     _load_parser(sub)
+    _definition_parser(sub)
     _report_parser(sub)
     _verify_parser(sub)
     _lab_parser(sub)
@@ -306,7 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sample":
             return _sample(args, say)
         if args.command == "load":
-            return _load(args, say)
+            return _preview(args) if args.preview is not None else _load(args, say)
+        if args.command == "definition":
+            return _definition(args)
         if args.command == "report":
             return report.main(args, say)
         if args.command == "verify":
@@ -396,6 +427,38 @@ def _load(args: argparse.Namespace, say) -> int:
     for line in ingest.describe(result):
         print(line)
     print(f"loaded in {time.monotonic() - started:.1f} s into {args.database}", file=sys.stderr)
+    return 0
+
+
+def _definition(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise errors.LoadError(f"{args.file}: no such file")
+    print(ingest.starter(args.file, name=args.name), end="")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from analysis.kinds import AUTH, QUERIES
+
+    if args.preview < 1:
+        raise errors.LoadError("--preview N: N is a number of records, at least 1")
+    inputs = [
+        (AUTH, args.auth_logs, args.auth_format),
+        (QUERIES, args.query_logs, args.query_format),
+    ]
+    if not any(spec for _, spec, _ in inputs):
+        raise errors.LoadError("nothing to preview: give --auth and/or --queries")
+    options = {
+        "source_timezone": args.source_timezone or "UTC",
+        "log_line_prefix": args.log_line_prefix,
+        "year": args.year,
+        "login_paths": tuple(args.login_path or ()),
+    }
+    for kind, spec, fmt in inputs:
+        for path in ingest.expand_inputs(spec):
+            shown = ingest.preview(path, fmt=fmt or "auto", kind=kind, n=args.preview, **options)
+            width = shutil.get_terminal_size((100, 24)).columns
+            print("\n".join(ingest.describe_preview(shown, width=min(width, 120))))
     return 0
 
 

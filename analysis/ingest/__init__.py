@@ -10,6 +10,7 @@ behind them are the wing's own.
 """
 
 from analysis.ingest.definitions import is_definition_file
+from analysis.ingest.definitions.starter import starter
 from analysis.ingest.loader import (
     cached_sha256,
     check_timezone,
@@ -18,6 +19,8 @@ from analysis.ingest.loader import (
     load,
     sha256_of,
 )
+from analysis.ingest.preview import describe as describe_preview
+from analysis.ingest.preview import preview
 from analysis.ingest.readers import extras_from
 from analysis.ingest.registry import READERS, Reader, choices_text, names, user_codes
 from analysis.ingest.validate import ts_expr
@@ -29,12 +32,15 @@ __all__ = [
     "check_timezone",
     "choices_text",
     "describe",
+    "describe_preview",
     "expand_inputs",
     "extras_from",
     "is_definition_file",
     "load",
     "names",
+    "preview",
     "sha256_of",
+    "starter",
     "ts_expr",
     "user_codes",
 ]

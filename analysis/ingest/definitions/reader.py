@@ -568,7 +568,7 @@ def _stage_sql(
     return sql, extras
 
 
-def _is_document(path: Path) -> bool:
+def is_document(path: Path) -> bool:
     """A JSON file that is one document (an array, or an object over several lines), not
     JSON Lines: its first non-blank line is not a whole JSON value, or is an array."""
     for text in lines.first_lines(path, limit=5):
@@ -598,11 +598,8 @@ def load_definition(
     lines.refuse_binary(path, f"a {d.title} log")
     if kind.name != d.kind:
         raise UnreadableFile(f"{path}: {d.name} logs hold {d.kind}, not {kind.name}")
-    if opts.login_paths and d.login_path:
-        d = dataclasses.replace(
-            d, attempt_values=(), attempt_prefixes=opts.login_paths, attempt_suffixes=()
-        )
-    document = d.input == "json" and _is_document(path)
+    d = _with_login_paths(d, opts)
+    document = d.input == "json" and is_document(path)
     header = csv_header(path, d) if d.input == "csv" else None
     bind = _Binder()
     sql, extras = _stage_sql(d, bind, document=document, header=header)
@@ -656,6 +653,37 @@ def load_definition(
         more = f", and {len(parts) - 12} other kinds" if len(parts) > 12 else ""
         noun = "record is not an attempt" if res.rows_skipped == 1 else "records are not attempts"
         res.notes.append(f"{res.rows_skipped:,} {noun} ({shown}{more})")
+
+
+def _with_login_paths(d: Definition, opts: ReadOptions) -> Definition:
+    """The definition with the load's ``--login-path`` prefixes as its attempt rule, when
+    its attempts are requests to login paths."""
+    if opts.login_paths and d.login_path:
+        return dataclasses.replace(
+            d, attempt_values=(), attempt_prefixes=opts.login_paths, attempt_suffixes=()
+        )
+    return d
+
+
+def skip_kinds(
+    con: duckdb.DuckDBPyConnection, d: Definition, path: Path, opts: ReadOptions
+) -> dict[int, str]:
+    """Why each record of ``path`` that is not an attempt is skipped, by record number, as
+    :func:`load_definition` counts them (for a preview: nothing is written)."""
+    d = _with_login_paths(d, opts)
+    document = d.input == "json" and is_document(path)
+    header = csv_header(path, d) if d.input == "csv" else None
+    bind = _Binder()
+    sql, _ = _stage_sql(d, bind, document=document, header=header)
+    values = {**bind.values, "keep": RAW_KEEP_CHARS}
+    out: dict[int, str] = {}
+    for chunk in _document_chunk(path) if document else lines.iter_chunks(path):
+        staged = db.scratch_sql(con, sql, values, _chunk=db.batched(chunk.table)).to_arrow_table()
+        found = db.scratch_sql(
+            con, "select line, skip_kind from _chunk where skip_kind is not null", _chunk=staged
+        ).fetchall()
+        out.update(dict(found))
+    return out
 
 
 def _document_chunk(path: Path):
