@@ -9,12 +9,14 @@ the reason the load would store). The incident database is never opened.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis import db
+from analysis.errors import LoadError
 from analysis.ingest import lines, loader
 from analysis.ingest.definitions import reader as sources
 from analysis.kinds import AUTH, Kind, ReadOptions
@@ -59,12 +61,16 @@ def preview(
         try:
             flag = "auth_format" if kind is AUTH else "query_format"
             key = "auth" if kind is AUTH else "queries"
-            loader.load(con, **{key: head, flag: given}, **options)  # type: ignore[arg-type]
+            try:
+                loader.load(con, **{key: head, flag: given}, **options)  # type: ignore[arg-type]
+            except LoadError as exc:  # named after the file the user gave, not the head's copy
+                raise LoadError(str(exc).replace(str(head), str(path))) from exc
             skips = {}
             if definition is not None:
                 opts = ReadOptions(tz=str(options.get("source_timezone", "UTC")))
                 skips = sources.skip_kinds(con, definition, head, opts)
-            records = _mapped(con, kind, head, skips, whole=whole)
+            is_csv = reader.name == "csv" or (definition is not None and definition.input == "csv")
+            records = _mapped(con, kind, head, skips, whole=whole, csv=is_csv)
         finally:
             con.close()
     return Preview(path, reader.name, why, records[:n])
@@ -83,11 +89,18 @@ def _head(path: Path, folder: Path, n: int) -> Path:
                 out.write(raw + b"\n")
                 wanted -= 1
                 if wanted <= 0:
-                    return head
+                    break
+            if wanted <= 0:
+                break
+    # a syslog line has no year: the load takes the file's date, so the copy keeps it
+    stat = path.stat()
+    os.utime(head, (stat.st_atime, stat.st_mtime))
     return head
 
 
-def _mapped(con, kind: Kind, head: Path, skips: dict[int, str], *, whole: bool) -> list[Mapped]:
+def _mapped(
+    con, kind: Kind, head: Path, skips: dict[int, str], *, whole: bool, csv: bool
+) -> list[Mapped]:
     """Every record of the loaded head, in order: attempts with their values, rejects with
     their reason, and the rest as skipped."""
     cur = con.execute(f"select * exclude (source_id) from {kind.table} order by line")  # noqa: S608 - a fixed name
@@ -105,20 +118,10 @@ def _mapped(con, kind: Kind, head: Path, skips: dict[int, str], *, whole: bool) 
             for line, raw in zip(*chunk.table.to_pydict().values(), strict=True):
                 if raw.strip():
                     out.setdefault(line, Mapped(line, "skipped", "not a record of this format"))
-        if head.suffix.lower() == ".csv" or (out and _is_csv_header(out)):
+        if csv and out:
             first = min(out)
             out[first] = Mapped(first, "header", "the CSV header (the column names)")
     return [out[k] for k in sorted(out)]
-
-
-def _is_csv_header(out: dict[int, Mapped]) -> bool:
-    """The first line was skipped as no record while CSV-like records follow it."""
-    first = out[min(out)]
-    return (
-        first.status == "skipped"
-        and first.why == "not a record of this format"
-        and any(r.status != "skipped" for r in out.values())
-    )
 
 
 def describe(p: Preview, *, width: int = 100) -> list[str]:

@@ -29,7 +29,7 @@ SAMPLE_RECORDS = 500
 #: a field with at most this many distinct values is a category (outcome, event type)
 FEW_VALUES = 30
 SUCCESS_WORDS = re.compile(
-    r"(^|[^a-z])(success|successful|succeeded|ok|allow|allowed|accept|accepted|pass|passed|"
+    r"(^|[^a-z])(success|successful|succeeded|ok|allow|allowed|accept|accepted|passed|"
     r"granted|true|login_no_error)([^a-z]|$)",
     re.I,
 )
@@ -335,7 +335,10 @@ def starter(path: Path, *, name: str | None = None) -> str:
         out.append(f"records: {_q(sample.records_path)}")
     everywhere = [f.path for f in fields.values() if f.present == n and "[]" not in f.path]
     common = sorted(everywhere, key=lambda p: (p.count("."), everywhere.index(p)))[:4]
-    out += ["signature:", f"  fields: [{', '.join(_q(p) for p in common)}]"]
+    if common:
+        out += ["signature:", f"  fields: [{', '.join(_q(p) for p in common)}]"]
+    else:
+        out += ["# signature: {fields: [...]}   # no field is in every record: name a few"]
     out += _attempts_lines(kind_of)
     out += ["fields:"] + _time_lines(times) + _user_lines(users)
     out += _outcome_lines(outcome or kind_of)
@@ -371,7 +374,7 @@ def _attempts_lines(f: Field | None) -> list[str]:
 
 def _time_lines(times: list[TimeChoice]) -> list[str]:
     if not times:
-        return ["  ts: ?                     # no field reads as a time: name it and its format"]
+        return ['  ts: "?"                   # no field reads as a time: name it and its format']
 
     def seen(c: TimeChoice) -> str:
         return (
