@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import ipywidgets as widgets
 import matplotlib.dates as mdates
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.widgets import SpanSelector
@@ -44,10 +45,35 @@ from analysis.report import charts
 #: how a time is written in the explorer's boxes (UTC)
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 #: rows of each table shown
-ROWS = 15
+ROWS = 12
 #: the worst minutes offered for "why is this minute bad?"
 WORST = 8
 ALL_DIMENSIONS = "(every dimension)"
+#: the tables compact, one line a row; a long fingerprint is cut on screen (its whole text
+#: stays in the page)
+STYLE = """<style>
+.pm-explorer table.pm-table, .pm-explorer-static table.pm-table {
+  font-size: 11px; border-collapse: collapse; margin: 2px 0 8px 0; }
+.pm-table th, .pm-table td { white-space: nowrap; padding: 1px 6px; text-align: right; }
+.pm-table th:first-child, .pm-table td:first-child { text-align: left; }
+.pm-table-fingerprints td:first-child, .pm-table-requests td:nth-child(2) {
+  max-width: 340px; overflow: hidden; text-overflow: ellipsis; }
+.pm-explorer h4 { margin: 8px 0 2px 0; }
+.pm-explorer .widget-html-content { overflow-x: auto; }
+</style>"""
+#: the columns of a fingerprint shown: its rates, counts, mean and p95 in each stretch
+FINGERPRINT_COLUMNS = [
+    "fingerprint",
+    "baseline_per_auth",
+    "selection_per_auth",
+    "rise_per_auth",
+    "selection_count",
+    "baseline_count",
+    "selection_mean_ms",
+    "baseline_mean_ms",
+    "selection_p95_ms",
+    "baseline_p95_ms",
+]
 
 
 def parse_time(text: str) -> datetime:
@@ -71,8 +97,13 @@ def write_time(t: datetime) -> str:
 def _cell(value: Any) -> str:
     if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
         return ""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.4g}"
+        # four significant digits, and no exponent for a count or milliseconds in thousands
+        return f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:,.4g}"
     if isinstance(value, pd.Timestamp | datetime):
         return times.iso(value) or ""
     if isinstance(value, list | tuple):
@@ -87,11 +118,12 @@ def table_rows(df: pd.DataFrame, *, rows: int = ROWS) -> list[list[str]]:
     return [list(map(str, head.columns))] + [[_cell(v) for v in r] for r in head.itertuples(False)]
 
 
-def table_html(df: pd.DataFrame, *, name: str, rows: int = ROWS) -> str:
+def table_html(df: pd.DataFrame, *, name: str, rows: int = ROWS, empty: str = "") -> str:
     """A table as HTML (class ``dataframe``, as pandas writes one), or a line saying it is
-    empty."""
+    empty (``empty``, by default that there is none of ``name`` in either stretch)."""
     if df.empty:
-        return f'<p class="pm-empty pm-table-{name}">no {html.escape(name)} in either stretch</p>'
+        text = empty or f"no {name.replace('-', ' ')} in either stretch"
+        return f'<p class="pm-empty pm-table-{name}">{html.escape(text)}</p>'
     cells = table_rows(df, rows=rows)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
     body = "".join(
@@ -109,7 +141,7 @@ def shown(comparison: Comparison) -> dict[str, pd.DataFrame]:
     tables = dict(comparison.tables())
     dims = tables["dimensions"]
     tables["dimensions"] = dims.assign(value=dims["value"].map(privacy.mask))
-    fps = tables["fingerprints"]
+    fps = tables["fingerprints"][FINGERPRINT_COLUMNS]
     tables["fingerprints"] = fps.assign(fingerprint=fps["fingerprint"].map(privacy.mask))
     pairs = tables["dimension pairs"]
     tables["dimension pairs"] = pairs.assign(
@@ -202,7 +234,7 @@ class Explorer:
         values = scored_values(self.con, window)
         return values[values["dimension"] == dimension].reset_index(drop=True)
 
-    def requests(self, fingerprint: str, *, n: int = ROWS) -> pd.DataFrame:
+    def requests(self, fingerprint: str, *, n: int = 8) -> pd.DataFrame:
         """The attempts of the selection whose request issued ``fingerprint``."""
         lo, hi = (times.iso(t) for t in self.selection)
         return lab.requests_of_fingerprint(
@@ -217,7 +249,8 @@ class Explorer:
         sel, base = (
             "–" if pd.isna(v) else f"{100 * v:.2f}%" for v in sig[["selection", "baseline"]]
         )
-        return f"System-failure rate {sel} in {self.comparison.describe()} ({base})"
+        where = self.comparison.describe_selection()
+        return f"System-failure rate {sel} in the selection ({where}), {base} in the baseline"
 
     def figure(self, fig: Figure | None = None) -> Figure:
         """The chart of the data with the selection and the baseline shaded."""
@@ -237,7 +270,8 @@ class Explorer:
     def static_html(self) -> str:
         """The comparison as a chart and tables, for a reader without widgets."""
         png = charts.png_bytes(self.figure())
-        parts = [charts.html_image(png, self.title())]
+        parts = [STYLE, charts.html_image(png, self.title())]
+        parts.append(f"<p>{html.escape(self.comparison.describe())}</p>")
         parts.append(f"<h4>Worst {self.params.bucket} buckets</h4>")
         parts.append(table_html(self.worst, name="worst-minutes"))
         for name, df in shown(self.comparison).items():
@@ -272,7 +306,7 @@ class ExplorerView:
         self.x = explorer
         self._quiet = False
         self.canvas, self.ax = self._chart()
-        layout = widgets.Layout(width="190px")
+        layout = widgets.Layout(width="210px")
         self.sel_from = widgets.Text(description="from", layout=layout, continuous_update=False)
         self.sel_to = widgets.Text(description="to", layout=layout, continuous_update=False)
         self.base_kind = widgets.ToggleButtons(options=["the rest", "a stretch"])
@@ -302,6 +336,7 @@ class ExplorerView:
         canvas = Canvas(fig)
         FigureManager(canvas, 0)
         canvas.header_visible = False
+        canvas.footer_visible = False
         canvas.toolbar_visible = False
         canvas.resizable = False
         canvas.add_class("pm-chart")
@@ -327,13 +362,13 @@ class ExplorerView:
             button = widgets.Button(
                 description=f"why {pd.Timestamp(r.bucket):%H:%M}?",
                 tooltip=f"compare {write_time(r.bucket)} with the rest",
-                layout={"width": "110px"},
+                layout={"width": "96px"},
             )
             button.add_class("pm-why")
             button.on_click(lambda _, t=r.bucket: self.x.why(t))
             label = widgets.HTML(f"{r.system_failures:,} / {r.attempts:,}")
             rows.append(widgets.HBox([button, label]))
-        return widgets.VBox(rows, layout={"min_width": "230px"})
+        return widgets.VBox(rows, layout={"min_width": "170px"})
 
     def _layout(self) -> widgets.Widget:
         t = self.tables
@@ -367,7 +402,9 @@ class ExplorerView:
             self.fingerprint,
             self.requests,
         )
-        root = widgets.VBox([self.canvas, controls, self.status, top, middle, fps, more])
+        root = widgets.VBox(
+            [widgets.HTML(STYLE), self.canvas, controls, self.status, top, middle, fps, more]
+        )
         root.add_class("pm-explorer")
         return root
 
@@ -446,7 +483,12 @@ class ExplorerView:
         self.x.figure(self.canvas.figure)
         self.ax = self.canvas.figure.axes[0]
         self.selector = self._selector(self.ax)
-        self.canvas.draw_idle()
+        # once the page has the canvas, drawn and sent now, before the tables: the page never
+        # shows new tables under an old chart (draw_idle waits for the page to ask for it)
+        if self.canvas.syncing_data_url:
+            self.canvas.draw_idle()
+        else:
+            self.canvas.draw()
 
     def _show_dimension(self) -> None:
         if self._quiet:
@@ -467,5 +509,5 @@ class ExplorerView:
             return
         df = self.x.requests(fp)
         self.requests.value = "<h4>Requests in the selection that issued it</h4>" + table_html(
-            df, name="requests"
+            df, name="requests", empty="no request of the selection issued it"
         )

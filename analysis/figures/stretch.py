@@ -75,6 +75,10 @@ class Comparison:
         """One line naming the two stretches, e.g. for a title."""
         return f"{describe(self.selection)} against {describe_baseline(self)}"
 
+    def describe_selection(self) -> str:
+        """The selection as a person reads it."""
+        return describe(self.selection)
+
 
 def describe(stretch: Stretch) -> str:
     """``2024-01-19 10:26–14:45 UTC`` (the date written once when both ends share it)."""
