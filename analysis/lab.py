@@ -167,6 +167,33 @@ def users_between(
     ).df()
 
 
+def requests_of_fingerprint(
+    con: duckdb.DuckDBPyConnection,
+    fingerprint: str,
+    start: datetime | str,
+    end: datetime | str,
+    *,
+    key: str,
+    redact: bool = True,
+    n: int = 20,
+) -> pd.DataFrame:
+    """The auth attempts of a range whose request issued a fingerprint, with how many of its
+    queries were of it, most first (``sql/fingerprint_requests.sql``); users pseudonymized by
+    default."""
+    return db.run(
+        con,
+        "fingerprint_requests",
+        {
+            "fingerprint": fingerprint,
+            "start": times.parse_instant(start),
+            "end": times.parse_instant(end),
+            "redact": redact,
+            "key": key,
+            "n": n,
+        },
+    ).df()
+
+
 def queries_of_request(con: duckdb.DuckDBPyConnection, request_id: str) -> pd.DataFrame:
     """Every query one auth attempt issued, in order."""
     return con.execute(

@@ -41,6 +41,15 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
         "when t >= w_start and t < w_end then 'incident' "
         "when t < w_start - guard or t >= w_end + guard then 'baseline' end"
     )
+    # the stretch a time falls in when two stretches are compared: the selection, the baseline
+    # (a stretch of its own, or with ``rest`` everything outside the selection and its guard
+    # margins, as period_of's baseline), or neither (null); the selection wins an overlap
+    con.execute(
+        "create or replace temp macro stretch_of(t, s_start, s_end, b_start, b_end, rest, guard) "
+        "as case when t >= s_start and t < s_end then 'selection' "
+        "when rest and (t < s_start - guard or t >= s_end + guard) then 'baseline' "
+        "when not rest and t >= b_start and t < b_end then 'baseline' end"
+    )
     # what iso() writes, for columns of many rows
     con.execute(
         "create or replace temp macro iso_text(t) as case "

@@ -228,6 +228,52 @@ def plot_overview(
     return fig
 
 
+SELECTION = "#2c7fb8"
+BASELINE = "#7f8c8d"
+
+
+def plot_selection(
+    series: pd.DataFrame,
+    *,
+    selection: tuple[datetime, datetime],
+    baseline: tuple[datetime, datetime] | None,
+    declared: tuple[datetime, datetime],
+    events: pd.DataFrame,
+    title: str,
+    ax: Axes | None = None,
+) -> Axes:
+    """The auth error rate over all the data with a selection and its baseline shaded (the
+    explorer's chart; ``baseline`` None: the rest). The two shadings carry the gids
+    ``selection`` and ``baseline``, so that an interactive chart can move them."""
+    fig, ax = _new(ax, (11, 3.2))
+    t = pd.to_datetime(series["bucket"])
+    ax.stackplot(
+        t,
+        100 * series["system_error_rate"].fillna(0).astype(float),
+        100 * series["user_error_rate"].fillna(0).astype(float),
+        colors=[SYSTEM, USER],
+        labels=["system errors", "user errors"],
+        alpha=0.85,
+        lw=0,
+    )
+    ax.set_ylabel("auth error rate (%)")
+    ax.set_ylim(0, max(5, 100 * float(series["error_rate"].fillna(0).max()) * 1.25 + 5))
+    shade_windows(ax, declared=declared)
+    lo, hi = baseline if baseline is not None else selection
+    base = ax.axvspan(lo, hi, color=BASELINE, alpha=0.25, lw=0, label="baseline")
+    base.set_gid("baseline")
+    base.set_visible(baseline is not None)
+    sel = ax.axvspan(*selection, color=SELECTION, alpha=0.3, lw=0, label="selection")
+    sel.set_gid("selection")
+    _time_axis(ax)
+    if len(t):
+        ax.set_xlim(t.min(), t.max())
+    mark_events(ax, events, labels=False)
+    ax.legend(fontsize=8, loc="upper left", ncols=5, frameon=False)
+    _title(ax, title)
+    return ax
+
+
 def plot_error_codes(
     codes: pd.DataFrame,
     *,

@@ -313,11 +313,28 @@ def _exporter():
     return exporter
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def without_widget_views(nb: Any) -> None:
+    """Drop the widgets of an executed notebook where an output has another form: the HTML
+    loads no script from the internet (see :func:`to_html`), so a widget would be an empty
+    box where its static form (the explorer's chart and tables) reads without one; the
+    widgets' recorded state goes too, as nothing could draw it."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data and set(data) - {WIDGET_VIEW, "text/plain"}:
+                del data[WIDGET_VIEW]
+
+
 def to_html(notebook: Path) -> Path:
     """HTML of an executed notebook: code hidden, images embedded, one standalone file."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
+    without_widget_views(nb)
     body, _ = _exporter().from_notebook_node(nb)
     # a report opened offline must not reach for the internet: no math and no widgets here,
     # so MathJax and require.js (fetched from a CDN by the template) are left out

@@ -79,6 +79,30 @@ def test_the_report_folder_has_every_file(report):
     assert not list(report.parent.glob(".*partial*")), "the staging folder was left behind"
 
 
+def test_the_exploration_html_shows_the_detected_window_as_tables_without_widgets(report):
+    """Where no widget can be drawn, the explorer is its static chart and tables: the
+    comparison of the detected window against the rest."""
+    page = (report / "explore.html").read_text(encoding="utf-8")
+    summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
+    detected = summary["window"]["detected"]
+    start = detected["start"][:16].replace("T", " ")
+    assert f"{start}–{detected['end'][11:16]} UTC against the rest" in page
+    for table in ("signals", "dimensions", "fingerprints", "error-codes", "worst-minutes"):
+        assert f"pm-table-{table}" in page, table
+    assert "widget-view+json" not in page and "widget-state+json" not in page
+    # the explorer wrote nothing: every file of the folder is the report's own
+    files = {p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file()}
+    manifest = json.loads((report / "manifest.json").read_text(encoding="utf-8"))
+    listed = {o["path"] for o in manifest["outputs"]} | {"manifest.json"}
+    assert files - listed <= {
+        "incident_report.ipynb",
+        "incident_report.html",
+        "explore.ipynb",
+        "explore.html",
+        "SENSITIVE-bypass-users.csv",
+    }
+
+
 def test_the_sample_tells_the_postmortems_story(report):
     s = json.loads((report / "summary.json").read_text())
     det = s["window"]["detected"]
