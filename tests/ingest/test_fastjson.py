@@ -45,7 +45,7 @@ def _load(tmp_path, name: str, lines: list[str], *, fast: bool, monkeypatch) -> 
 
 
 def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, statement_key
 ):
     # 300k lines (about 50 MB): read_json reads it in several parallel parts
     lines = _queries(300_000)
@@ -81,7 +81,7 @@ def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
     ],
 )
 def test_a_file_with_a_line_the_fast_path_cannot_number_or_load_is_read_line_by_line(
-    tmp_path, monkeypatch, bad, reason
+    tmp_path, monkeypatch, bad, reason, statement_key
 ):
     lines = _queries(2000)
     lines.insert(1000, bad)
