@@ -284,16 +284,60 @@ _lock = threading.Lock()
 _connection: duckdb.DuckDBPyConnection | None = None
 
 
+#: the native key as a function of SQL (an Arrow UDF), beside the macro ``fingerprint_key``
+NATIVE_KEY_FUNCTION = "fingerprint_key_native"
+
+
+def _native_key_udf(statements: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`statement_keys` of one vector DuckDB hands over (the C part runs without the
+    GIL, so DuckDB's threads key their vectors side by side)."""
+    if isinstance(statements, pa.Array):
+        statements = pa.chunked_array([statements])
+    return statement_keys(statements).combine_chunks()
+
+
+def key_sql(expr: str) -> str:
+    """The SQL of the statement key of ``expr``, by the implementation that loads use.
+
+    Parameters
+    ----------
+    expr : str
+        SQL expression of type VARCHAR (a column name or an expression of fixed text).
+
+    Returns
+    -------
+    str
+        ``fingerprint_key_native(expr)`` (the C key, for a query whose rows never reach
+        Python: ``read_json`` into a table, Parquet in place) or ``fingerprint_key(expr)``.
+    """
+    name = NATIVE_KEY_FUNCTION if key_implementation() == "native" else "fingerprint_key"
+    return f"{name}({expr})"
+
+
 def install(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the temporary macro ``fingerprint(s)`` on a connection.
+    """Create the temporary macros ``fingerprint(s)`` and ``fingerprint_key(s)`` on a
+    connection, and the native key's function where it is built.
 
     Parameters
     ----------
     con : duckdb.DuckDBPyConnection
-        Connection to install into; the macro lives as long as the connection.
+        Connection to install into; the macros live as long as the connection.
     """
     con.execute(FINGERPRINT_MACRO)
     con.execute(KEY_MACRO)
+    try:
+        from analysis import statement_key  # noqa: F401
+    except ImportError:
+        return
+    con.create_function(
+        NATIVE_KEY_FUNCTION,
+        _native_key_udf,
+        ["VARCHAR"],
+        "VARCHAR",
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
+    )
 
 
 def fingerprint(statement: str | None) -> str | None:

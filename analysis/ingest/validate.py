@@ -152,7 +152,7 @@ def _kept_columns(kind: Kind, extras: list[str], *, native_key: bool) -> list[st
     elif kind is QUERIES:
         kept.append(
             "case when reason is null and fingerprint is null "
-            "then fingerprint_key(statement) end as fp_key"
+            f"then {fingerprint.key_sql('statement')} end as fp_key"
         )
     return kept
 
