@@ -253,29 +253,35 @@ def statement_keys(
         The keys as large_string, chunked as ``statements`` is (a table's columns keep one
         layout), byte-identical to the macro's.
     """
+    out, at = [], 0
+    for chunk in statements.chunks:
+        n = len(chunk)
+        out.append(_keys_of(chunk, None if keyed is None else keyed.slice(at, n).combine_chunks()))
+        at += n
+    return pa.chunked_array(out, pa.large_string())
+
+
+def _keys_of(chunk: pa.Array, keyed: pa.Array | None = None) -> pa.Array:
+    """The keys of one Arrow array of statements (see :func:`statement_keys`)."""
     import pyarrow.compute as pc
 
     from analysis import statement_key
 
-    out, at = [], 0
-    for chunk in statements.chunks:
-        chunk = chunk.cast(pa.large_string())
-        n = len(chunk)
-        _, offsets, data = chunk.buffers()
-        keys_data, keys_offsets = statement_key.keys(
-            data if data is not None else b"", memoryview(offsets)[chunk.offset * 8 :], n
-        )
+    chunk = chunk.cast(pa.large_string())
+    n = len(chunk)
+    _, offsets, data = chunk.buffers()
+    keys_data, keys_offsets = statement_key.keys(
+        data if data is not None else b"", memoryview(offsets)[chunk.offset * 8 :], n
+    )
+    mask = None
+    if chunk.null_count or keyed is not None:
         valid = pc.is_valid(chunk)
         if keyed is not None:
-            valid = pc.and_(valid, keyed.slice(at, n).combine_chunks())
+            valid = pc.and_(valid, keyed)
         mask = None if valid.false_count == 0 else valid.buffers()[1]
-        out.append(
-            pa.LargeStringArray.from_buffers(
-                n, pa.py_buffer(keys_offsets), pa.py_buffer(keys_data), mask
-            )
-        )
-        at += n
-    return pa.chunked_array(out, pa.large_string())
+    return pa.LargeStringArray.from_buffers(
+        n, pa.py_buffer(keys_offsets), pa.py_buffer(keys_data), mask
+    )
 
 
 # DuckDB connections are not safe for concurrent use; one private connection, used
@@ -292,7 +298,7 @@ def _native_key_udf(statements: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`statement_keys` of one vector DuckDB hands over (the C part runs without the
     GIL, so DuckDB's threads key their vectors side by side)."""
     if isinstance(statements, pa.Array):
-        statements = pa.chunked_array([statements])
+        return _keys_of(statements)
     return statement_keys(statements).combine_chunks()
 
 
