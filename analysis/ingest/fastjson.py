@@ -99,9 +99,9 @@ def _fast_lines(
     n, keys = checked
     if kind is QUERIES and "fingerprint" in keys:
         return None
-    # lines are numbered by rowid: a column of that name (DuckDB's names ignore case) would
-    # stand in its place
-    if any(c.lower() == "rowid" for c in [*keys, *db.columns_of(con, kind.table)]):
+    # lines are numbered by the scan's ordinality: a field of that name (DuckDB's names
+    # ignore case) would stand in its place
+    if any(c.lower() == "ordinality" for c in keys):
         return None
     return n, keys
 

@@ -74,7 +74,11 @@ def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
         ('\t{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', "not a JSON"),
         # spaces before the brace: the check wants '{' first, so the line-level path reads it
         ('  {"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', None),
-        # a field named rowid, by which the fast path numbers its lines
+        # a field named ordinality, by which the fast path numbers its lines, or rowid
+        (
+            '{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "Ordinality": 1}',
+            None,
+        ),
         ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "RowID": 1}', None),
         # a fingerprint of its own: kept as given, which only the line-level path does
         ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "fingerprint": "given"}', None),
