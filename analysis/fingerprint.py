@@ -10,6 +10,8 @@ of "the same query" groups under one key::
 The only implementation is the SQL macro ``fingerprint(s)`` (a chain of RE2
 ``regexp_replace`` calls), so millions of log rows are fingerprinted inside DuckDB in
 vectorised, multi-threaded code. :func:`fingerprint` runs the same macro for one string.
+A load runs it once per statement *key* (see KEY_MACRO below), and computes the keys in
+native code (:func:`statement_keys`, ``statement_key.c``) where the install compiled it.
 
 Steps, in order (patterns are the module constants below):
 
