@@ -272,8 +272,12 @@ def _keys_of(chunk: pa.Array, keyed: pa.Array | None = None) -> pa.Array:
     chunk = chunk.cast(pa.large_string())
     n = len(chunk)
     _, offsets, data = chunk.buffers()
-    keys_data, keys_offsets = statement_key.keys(
-        data if data is not None else b"", memoryview(offsets)[chunk.offset * 8 :], n
+    data = data if data is not None else pa.py_buffer(b"")
+    # a key is never longer than its statement; Arrow's pool reuses the pages it frees
+    keys_data = pa.allocate_buffer(max(data.size, 1))
+    keys_offsets = pa.allocate_buffer((n + 1) * 8)
+    length = statement_key.keys(
+        data, memoryview(offsets)[chunk.offset * 8 :], n, keys_data, keys_offsets
     )
     mask = None
     if chunk.null_count or keyed is not None:
@@ -281,9 +285,7 @@ def _keys_of(chunk: pa.Array, keyed: pa.Array | None = None) -> pa.Array:
         if keyed is not None:
             valid = pc.and_(valid, keyed)
         mask = None if valid.false_count == 0 else valid.buffers()[1]
-    return pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(keys_offsets), pa.py_buffer(keys_data), mask
-    )
+    return pa.LargeStringArray.from_buffers(n, keys_offsets, keys_data.slice(0, length), mask)
 
 
 # DuckDB connections are not safe for concurrent use; one private connection, used

@@ -55,10 +55,16 @@ static int64_t key_of(const unsigned char *s, int64_t n, unsigned char *out)
     while (i < n) {
         unsigned char c = s[i];
         switch (kind[c]) {
-        case PLAIN:
-            out[o++] = c;
-            i++;
+        case PLAIN: {
+            /* most of a statement: the run is found first, then copied at once */
+            int64_t j = i + 1;
+            while (j < n && kind[s[j]] == PLAIN)
+                j++;
+            memcpy(out + o, s + i, (size_t)(j - i));
+            o += j - i;
+            i = j;
             break;
+        }
         case PAIR:
             if (i + 1 < n && s[i + 1] == (c == '/' ? '*' : '-'))
                 goto own_key;
@@ -108,32 +114,33 @@ own_key:
     return n;
 }
 
-/* keys(data, offsets, count) -> (data, offsets): the buffers of an Arrow large_string array
-   (offsets: count + 1 little-endian int64, the first possibly non-zero) in, the keys' out */
+/* keys(data, offsets, count, out_data, out_offsets) -> length: the buffers of an Arrow
+   large_string array (offsets: count + 1 little-endian int64, the first possibly non-zero)
+   in, the keys written into out_data (at least as long as the statements' bytes) and
+   out_offsets (count + 1 int64, from 0); returns the bytes written. The caller gives the
+   output buffers from Arrow's memory pool, which reuses its pages: fresh memory for each
+   vector of 2,048 statements cost as much as the keys themselves. */
 static PyObject *keys(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer data, offsets;
+    Py_buffer data, offsets, out_data, out_offsets;
     Py_ssize_t count;
-    if (!PyArg_ParseTuple(args, "y*y*n", &data, &offsets, &count))
+    if (!PyArg_ParseTuple(args, "y*y*nw*w*", &data, &offsets, &count, &out_data, &out_offsets))
         return NULL;
-    PyObject *result = NULL, *out_data = NULL, *out_offsets = NULL;
+    PyObject *result = NULL;
     const int64_t *off = (const int64_t *)offsets.buf;
-    if (count < 0 || offsets.len < (Py_ssize_t)((count + 1) * sizeof(int64_t))) {
+    if (count < 0 || offsets.len < (Py_ssize_t)((count + 1) * sizeof(int64_t)) ||
+        out_offsets.len < (Py_ssize_t)((count + 1) * sizeof(int64_t))) {
         PyErr_SetString(PyExc_ValueError, "offsets too short");
         goto done;
     }
     int64_t first = off[0], last = off[count];
-    if (first < 0 || last < first || last > data.len) {
+    if (first < 0 || last < first || last > data.len || out_data.len < last - first) {
         PyErr_SetString(PyExc_ValueError, "offsets outside the data");
         goto done;
     }
-    out_data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(last - first));
-    out_offsets = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((count + 1) * sizeof(int64_t)));
-    if (out_data == NULL || out_offsets == NULL)
-        goto done;
-    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out_data);
-    int64_t *dst_off = (int64_t *)PyBytes_AS_STRING(out_offsets);
+    unsigned char *dst = (unsigned char *)out_data.buf;
+    int64_t *dst_off = (int64_t *)out_offsets.buf;
     const unsigned char *src = (const unsigned char *)data.buf;
     int64_t o = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -145,14 +152,12 @@ static PyObject *keys(PyObject *self, PyObject *args)
         dst_off[r + 1] = o;
     }
     Py_END_ALLOW_THREADS
-    if (_PyBytes_Resize(&out_data, (Py_ssize_t)o) < 0)
-        goto done;
-    result = Py_BuildValue("(OO)", out_data, out_offsets);
+    result = PyLong_FromLongLong((long long)o);
 done:
-    Py_XDECREF(out_data);
-    Py_XDECREF(out_offsets);
     PyBuffer_Release(&data);
     PyBuffer_Release(&offsets);
+    PyBuffer_Release(&out_data);
+    PyBuffer_Release(&out_offsets);
     return result;
 }
 
