@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import db, sample
+from analysis import db, fingerprint, sample
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_LOGS = SHARED / "real-logs"
@@ -60,3 +60,15 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(params=fingerprint.KEY_IMPLEMENTATIONS)
+def statement_key(request, monkeypatch) -> str:
+    """Each implementation of the statement key in turn: the compiled one, then the DuckDB
+    macro (the fallback where the install could not compile it); a test using it passes with
+    both."""
+    if request.param == "native" and fingerprint.key_implementation() != "native":
+        pytest.skip("the statement key's C extension is not built: only the macro is tested")
+    monkeypatch.setenv(fingerprint.KEY_ENV, request.param)
+    assert fingerprint.key_implementation() == request.param
+    return request.param

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analysis import fingerprint as fingerprint_module
 from analysis.fingerprint import FINGERPRINT_MACRO, fingerprint, install
 
 PGBENCH_UPDATE = "update pgbench_branches set bbalance = bbalance + ? where bid = ?"
@@ -313,6 +315,60 @@ def test_the_key_of_a_statement_has_its_fingerprint(pieces: list[str], glue: lis
         [statement],
     ).fetchone()
     assert of_key == of_statement, (statement, key)
+
+
+def _native_key(statement: str) -> str | None:
+    return fingerprint_module.statement_keys(pa.chunked_array([[statement]], pa.string()))[
+        0
+    ].as_py()
+
+
+_NATIVE = pytest.mark.skipif(
+    fingerprint_module.key_implementation() != "native", reason="the C extension is not built"
+)
+
+
+@_NATIVE
+@given(st.lists(st.sampled_from(_PIECES), max_size=24), st.lists(st.booleans(), max_size=24))
+@settings(max_examples=500, deadline=None)
+def test_the_native_key_is_the_macros_on_generated_statements(
+    pieces: list[str], glue: list[bool]
+) -> None:
+    statement = "".join(
+        p + (" " if g else "") for p, g in zip(pieces, glue + [False] * 24, strict=False)
+    )
+    con = _key_connection()
+    assert (
+        _native_key(statement)
+        == con.execute("select fingerprint_key(?)", [statement]).fetchone()[0]
+    )
+
+
+@_NATIVE
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_the_native_key_is_the_macros_on_any_text(statement: str) -> None:
+    # any character next to a digit or a quote: the classes' ranges, non-ASCII, newlines
+    con = _key_connection()
+    assert (
+        _native_key(statement)
+        == con.execute("select fingerprint_key(?)", [statement]).fetchone()[0]
+    )
+
+
+def test_the_native_key_keeps_nulls_and_the_chunks_and_keys_only_where_asked() -> None:
+    if fingerprint_module.key_implementation() != "native":
+        pytest.skip("the C extension is not built")
+    statements = pa.chunked_array([["select 12", None], ["x = 'a' and y = 7"]], pa.large_string())
+    keyed = pa.chunked_array([[True, True], [False]])
+    assert fingerprint_module.statement_keys(statements).to_pylist() == [
+        "select 1",
+        None,
+        "x = '' and y = 1",
+    ]
+    keys = fingerprint_module.statement_keys(statements, keyed=keyed)
+    assert keys.to_pylist() == ["select 1", None, None]
+    assert [len(c) for c in keys.chunks] == [2, 1]
 
 
 def test_keys_fold_the_literals_of_one_query() -> None:

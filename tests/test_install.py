@@ -47,6 +47,8 @@ def test_the_wheel_installs_and_reports_in_an_empty_folder(tmp_path):
         "analysis/notebooks/explore.ipynb",
     ):
         assert needed in names, needed
+    # the statement key's C extension, compiled by the build hook (hatch_build.py)
+    assert any(n.startswith("analysis/statement_key.") and n.endswith(".so") for n in names)
 
     env_dir = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
@@ -115,3 +117,14 @@ def test_the_wheel_installs_and_reports_in_an_empty_folder(tmp_path):
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().startswith(str(env_dir))
+    native = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from analysis import fingerprint; print(fingerprint.key_implementation())",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert native.stdout.strip() == "native", native.stderr

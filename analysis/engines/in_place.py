@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from analysis import db
+from analysis import db, fingerprint
 from analysis.errors import LoadError
 from analysis.ingest import READERS, extras_from, ts_expr
 from analysis.kinds import AUTH, QUERIES, FileResult, Kind
@@ -140,7 +140,7 @@ def _typed(kind: Kind, types: dict[str, str], extras: list[str]) -> tuple[list[s
         elif n == "fingerprint":
             # the statement's key when the file has no fingerprint: _fingerprint_keys turns
             # the keys into fingerprints once the rows are read; a file's own is kept
-            key = "null" if "statement" not in types else "fingerprint_key(trim(p.statement))"
+            key = "null" if "statement" not in types else fingerprint.key_sql("trim(p.statement)")
             cols.append(f"{text} as fp_given")
             cols.append(
                 f"({text} is null and p.statement is not null) as fp_is_key"

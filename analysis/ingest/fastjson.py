@@ -8,14 +8,13 @@ number. A large file with no broken line pays for guarantees it does not need; D
 - *line numbers*: a private connection first checks, in one scan of the file's physical
   lines grouped by their keys (the extra columns are read there too), that none is blank
   (``read_json`` skips those), that each starts with ``{`` and that each is JSON;
-  ``read_json`` with ``ignore_errors`` then gives one row per line (a line that is not one
-  JSON object, all nulls, which fail validation below; a key twice, its first value, as
-  ``json_transform`` does), inserted in file order
-  (``preserve_insertion_order``), so that a row's line is its rank in the insert;
+  ``read_json`` with ``ignore_errors`` then gives one row per line (a key twice, its first
+  value, as ``json_transform`` does), so that a row's line is the scan's ordinality;
 - *rejects*: validation is the same query as every other format's
-  (:func:`analysis.ingest.validate.validation_sql`); when any row fails it, the rows of the file
-  are deleted and the file is read again line by line, rejects and all, in the same
-  transaction;
+  (:func:`analysis.ingest.validate.validation_sql`); a row that fails it is left out of the
+  insert, and its line alone is read again by the line-level path, which gives it its
+  reason and raw text as it would in a file read line by line (one odd line once sent the
+  whole file down that path);
 - *fingerprints*: each statement's key is stored, then replaced by its fingerprint once per
   key, as the line-level path does per chunk.
 
@@ -29,6 +28,8 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from analysis import db
 from analysis.ingest import lines, validate
@@ -98,9 +99,9 @@ def _fast_lines(
     n, keys = checked
     if kind is QUERIES and "fingerprint" in keys:
         return None
-    # lines are numbered by rowid: a column of that name (DuckDB's names ignore case) would
-    # stand in its place
-    if any(c.lower() == "rowid" for c in [*keys, *db.columns_of(con, kind.table)]):
+    # lines are numbered by the scan's ordinality: a field of that name (DuckDB's names
+    # ignore case) would stand in its place
+    if any(c.lower() == "ordinality" for c in keys):
         return None
     return n, keys
 
@@ -115,9 +116,9 @@ def _read_json_records(
     state["seen"] = {f for f in kind.fields if f in keys}
     cols = ", ".join(f"{db.quote_identifier(c)} as {db.quote_identifier('f_' + c)}" for c in names)
     return Records(
-        f"select 0::bigint as line, null::varchar as raw, null::varchar as pre_reason, {cols} "  # noqa: S608 - checked identifiers
-        "from read_json($path, columns = $columns, format = 'newline_delimited', "
-        "records = true, ignore_errors = true)",
+        f"select ordinality::bigint as line, null::varchar as raw, null::varchar as pre_reason, "  # noqa: S608 - checked identifiers
+        f"{cols} from read_json($path, columns = $columns, format = 'newline_delimited', "
+        "records = true, ignore_errors = true) with ordinality",
         {"path": str(path), "columns": {c: "VARCHAR" for c in names}},
         extras,
     )
@@ -126,45 +127,70 @@ def _read_json_records(
 def _insert_valid(
     con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, opts: ReadOptions, rec: Records
 ) -> int:
-    """The number of rows of ``rec`` that pass validation, inserted in file order (a row's
-    line is its rank in the insert)."""
+    """The number of rows of ``rec`` that pass validation, inserted with their lines (the
+    scan's ordinality: the check made sure that every line is one row)."""
     extras = rec.extras
     validate.add_extra_columns(con, kind, extras)
     target, select = validate.insert_columns(kind, extras, fingerprint="c.fp_key")
     values = {**rec.params, "sid": res.source_id, **({} if opts.tz == "UTC" else {"tz": opts.tz})}
-    con.execute("set preserve_insertion_order = true")
+    return con.execute(
+        f"insert into {kind.table} ({target}) select $sid, c.line, {select} "  # noqa: S608 - fixed table, checked columns
+        f"from ({validate.validation_sql(kind, rec, utc=opts.tz == 'UTC')}) c "
+        "where c.reason is null",
+        values,
+    ).fetchall()[0][0]
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection, res: FileResult) -> None:
+    """Nothing; gives the stored statements their fingerprints in place of their keys, the
+    fingerprint computed once per key."""
+    con.execute(
+        "create or replace temp table _fast_fp as select k, fingerprint(k) as fp from "
+        "(select distinct fingerprint as k from db_queries where source_id = ?)",
+        [res.source_id],
+    )
+    con.execute(
+        "update db_queries set fingerprint = _fast_fp.fp from _fast_fp "
+        "where db_queries.source_id = ? and db_queries.fingerprint = _fast_fp.k",
+        [res.source_id],
+    )
+    con.execute("drop table _fast_fp")
+
+
+def _missing_lines(con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult, n: int) -> list:
+    """The lines of the file (1 to ``n``) that the insert left out: those that failed."""
+    rows = con.execute(
+        f"select line from range(1, ? + 1) r(line) anti join "  # noqa: S608 - fixed table
+        f"(select line from {kind.table} where source_id = ?) t using (line) order by line",
+        [n, res.source_id],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _lines_of(path: Path, numbers: list[int]) -> pa.Table:
+    """The physical lines ``numbers`` of a file the check passed, as the line-level path
+    numbers them: an Arrow table ``(line, raw)`` (see :mod:`analysis.ingest.lines`)."""
+    probe = duckdb.connect(config={"memory_limit": db.DEFAULT_MEMORY_LIMIT})
+    db.no_progress_bar(probe)
     try:
-        return con.execute(
-            f"insert into {kind.table} ({target}) select $sid, 0, {select} "  # noqa: S608 - fixed table, checked columns
-            f"from ({validate.validation_sql(kind, rec, utc=opts.tz == 'UTC')}) c "
-            "where c.reason is null",
-            values,
-        ).fetchall()[0][0]
+        rows = probe.execute(
+            f"select ordinality, j from {_LINES} with ordinality "  # noqa: S608 - fixed text
+            "where ordinality in (select unnest($numbers)) order by ordinality",
+            {"path": str(path), "numbers": numbers},
+        ).fetchall()
     finally:
-        con.execute("set preserve_insertion_order = false")
-
-
-def _number_lines(con: duckdb.DuckDBPyConnection, kind: Kind, res: FileResult) -> None:
-    """Nothing; gives the stored rows their line numbers (and statements their
-    fingerprints), which the insert could not."""
-    base = db.one(con, f"select min(rowid) from {kind.table} where source_id = ?", [res.source_id])  # noqa: S608
-    if kind is QUERIES:
-        con.execute(
-            "create or replace temp table _fast_fp as select k, fingerprint(k) as fp from "
-            "(select distinct fingerprint as k from db_queries where source_id = ?)",
-            [res.source_id],
-        )
-        con.execute(
-            "update db_queries set line = db_queries.rowid - ? + 1, fingerprint = _fast_fp.fp "
-            "from _fast_fp where db_queries.source_id = ? and db_queries.fingerprint = _fast_fp.k",
-            [base[0], res.source_id],
-        )
-        con.execute("drop table _fast_fp")
-    else:
-        con.execute(
-            f"update {kind.table} set line = rowid - ? + 1 where source_id = ?",  # noqa: S608
-            [base[0], res.source_id],
-        )
+        probe.close()
+    # the line-level path drops a carriage return before the newline
+    raw = [j.encode("utf-8").removesuffix(b"\r") for _, j in rows]
+    offsets = np.cumsum([0] + [len(r) for r in raw], dtype=np.int64)
+    # arrays from buffers: pa.array() would import pandas (0.4 s a process)
+    lines_array = pa.Array.from_buffers(
+        pa.int64(), len(rows), [None, pa.py_buffer(np.array([r[0] for r in rows], np.int64))]
+    )
+    raw_array = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(raw), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(raw))]
+    )
+    return pa.Table.from_arrays([lines_array, raw_array], names=["line", "raw"])
 
 
 def try_load(
@@ -175,9 +201,11 @@ def try_load(
     opts: ReadOptions,
     state: dict,
     extras_from,
+    line_records,
 ) -> bool:
-    """Load ``path`` through ``read_json`` when it is clean; False (nothing stored) when the
-    line-level path must read it."""
+    """Load ``path`` through ``read_json`` when its lines are JSON objects; False (nothing
+    stored) when the line-level path must read it. ``line_records`` makes the records of a
+    chunk of numbered lines, for the rows that fail validation."""
     checked = _fast_lines(con, kind, path, opts)
     if checked is None:
         return False
@@ -186,17 +214,21 @@ def try_load(
     if opts.progress:
         opts.progress(f"{path.name}: {n:,} clean lines, read by DuckDB's read_json")
     loaded = _insert_valid(con, kind, res, opts, rec)
-    if loaded != n:
-        # a row fails validation: the line-level path reads the file, rejects and all
-        con.execute(f"delete from {kind.table} where source_id = ?", [res.source_id])  # noqa: S608
+    if kind is QUERIES:
         if opts.progress:
-            opts.progress(f"{path.name}: {n - loaded:,} rows do not load; read line by line")
-        return False
-    # the rows went in in file order: a row's line is its rank; a statement's key becomes
-    # its fingerprint (one update for both: each rewrites the rows at the commit)
-    if opts.progress:
-        opts.progress(f"{path.name}: {loaded:,} rows stored; numbering their lines")
-    _number_lines(con, kind, res)
-    res.rows_read += n
+            opts.progress(f"{path.name}: {loaded:,} rows stored; fingerprinting them")
+        _fingerprint(con, res)
+    res.rows_read += loaded
     res.rows_loaded += loaded
+    if loaded != n:
+        # a row that fails validation costs itself only: its line goes through the line-level
+        # path alone, which gives it its reason and raw text (it used to read the whole file
+        # again, rejects and all)
+        missing = _missing_lines(con, kind, res, n)
+        if opts.progress:
+            opts.progress(f"{path.name}: {len(missing):,} rows do not load; read line by line")
+        chunk = db.batched(_lines_of(path, missing))
+        line_rec = line_records(con, kind, state, chunk)
+        validate.store(con, kind, res, line_rec, opts.tz, chunk=chunk)
+    res.rows_rejected = res.rows_read - res.rows_loaded
     return True

@@ -312,7 +312,7 @@ def read_jsonl(
     ``read_json`` (:mod:`analysis.ingest.fastjson`), any other line by line."""
     lines.refuse_binary(path, FORMAT_NAMES["jsonl"])
     state: dict = {"path": str(path)}
-    if fastjson.try_load(con, kind, path, res, opts, state, extras_from):
+    if fastjson.try_load(con, kind, path, res, opts, state, extras_from, json_records):
         _check_whole_file(res, kind, state, fmt_name=FORMAT_NAMES["jsonl"])
         return
     load_text(con, kind, path, res, json_records, tz=opts.tz, progress=opts.progress)

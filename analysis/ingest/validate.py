@@ -7,7 +7,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from analysis import db
+from analysis import db, fingerprint
 from analysis.config import TIMELINE_KINDS
 from analysis.kinds import AUTH, QUERIES, TIMELINE, FileResult, Kind, Records
 
@@ -66,8 +66,12 @@ def ts_expr(col: str, *, utc: bool) -> str:
         end)"""
 
 
-def validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
-    """The query from the records to ``_checked``: typed columns and a reject reason."""
+def validation_sql(kind: Kind, rec: Records, *, utc: bool, native_key: bool = False) -> str:
+    """The query from the records to ``_checked``: typed columns and a reject reason.
+
+    Of a query log, ``fp_key`` is the statement's key (the ``fingerprint_key`` macro) where
+    the row needs a fingerprint; with ``native_key`` it is left to the caller, and ``keyed``
+    says which rows need one (see :func:`with_native_keys`)."""
     extras = rec.extras
     f = {n: db.quote_identifier("f_" + n) for n in list(kind.fields) + extras}
     typed = [f"{ts_expr(f['ts'], utc=utc)} as ts"]
@@ -116,16 +120,7 @@ def validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
         )
     for n in extras:
         typed.append(f"{f[n]} as {db.quote_identifier(n)}")
-    kept = ["line"] + [db.quote_identifier(n) for n in list(kind.fields) + extras] + ["reason"]
-    # the raw text is carried for rejects only, and the fingerprint's key for rows that
-    # need one: materializing a copy of every line cost more than all the parsing
-    kept.append("case when reason is not null then raw end as raw")
-    kept.append("pre_reason in ('broken JSON', 'not a JSON object') as not_json")
-    if kind is QUERIES:
-        kept.append(
-            "case when reason is null and fingerprint is null "
-            "then fingerprint_key(statement) end as fp_key"
-        )
+    kept = _kept_columns(kind, extras, native_key=native_key)
     raw_fields = ", ".join(f.values())
     return f"""
         with _rec as (
@@ -143,6 +138,23 @@ def validation_sql(kind: Kind, rec: Records, *, utc: bool) -> str:
         )
         select {", ".join(kept)} from final
     """  # noqa: S608 - identifiers are from the fixed field lists or checked
+
+
+def _kept_columns(kind: Kind, extras: list[str], *, native_key: bool) -> list[str]:
+    """The columns of ``_checked`` (see :func:`validation_sql`)."""
+    kept = ["line"] + [db.quote_identifier(n) for n in list(kind.fields) + extras] + ["reason"]
+    # the raw text is carried for rejects only, and the fingerprint's key for rows that
+    # need one: materializing a copy of every line cost more than all the parsing
+    kept.append("case when reason is not null then raw end as raw")
+    kept.append("pre_reason in ('broken JSON', 'not a JSON object') as not_json")
+    if kind is QUERIES and native_key:
+        kept.append("reason is null and fingerprint is null as keyed")
+    elif kind is QUERIES:
+        kept.append(
+            "case when reason is null and fingerprint is null "
+            f"then {fingerprint.key_sql('statement')} end as fp_key"
+        )
+    return kept
 
 
 def store(
@@ -164,9 +176,12 @@ def store(
     values = dict(rec.params)
     if not utc:
         values["tz"] = tz
+    native = kind is QUERIES and fingerprint.key_implementation() != "duckdb"
     checked = db.scratch_sql(
-        con, validation_sql(kind, rec, utc=utc), values, _chunk=chunk
+        con, validation_sql(kind, rec, utc=utc, native_key=native), values, _chunk=chunk
     ).to_arrow_table(db.SCRATCH_BATCH_ROWS)
+    if native:
+        checked = with_native_keys(checked)
     add_extra_columns(con, kind, extras)
     target, select = insert_columns(kind, extras, fingerprint="k.fingerprint")
     source = "_checked c"
@@ -196,6 +211,17 @@ def store(
     res.rows_read += counts[0]
     res.rows_loaded += counts[1]
     res.not_json += counts[2]
+
+
+def with_native_keys(checked: pa.Table) -> pa.Table:
+    """``checked`` with ``fp_key`` in place of ``keyed``: the statement's key where a row
+    needs a fingerprint (:func:`analysis.fingerprint.statement_keys`), else null.
+
+    The table is already Arrow (the validation's result): the key reads its statements where
+    they are and adds one column, with no copy of the rest of the rows.
+    """
+    keys = fingerprint.statement_keys(checked.column("statement"), keyed=checked.column("keyed"))
+    return checked.drop_columns(["keyed"]).append_column("fp_key", keys)
 
 
 def add_extra_columns(con: duckdb.DuckDBPyConnection, kind: Kind, extras: list[str]) -> None:

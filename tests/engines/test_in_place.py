@@ -48,7 +48,7 @@ def figures(tmp_path: Path, name: str, **given) -> tuple[dict, Run]:
     return json.loads(summary.dumps(run.summary)), run
 
 
-def test_in_place_gives_the_loaded_figures(parquet_sample, tmp_path):
+def test_in_place_gives_the_loaded_figures(parquet_sample, tmp_path, statement_key):
     inputs = {
         "auth_logs": str(parquet_sample["auth"]),
         "query_logs": str(parquet_sample["queries"]),

@@ -45,7 +45,7 @@ def _load(tmp_path, name: str, lines: list[str], *, fast: bool, monkeypatch) -> 
 
 
 def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, statement_key
 ):
     # 300k lines (about 50 MB): read_json reads it in several parallel parts
     lines = _queries(300_000)
@@ -74,14 +74,18 @@ def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
         ('\t{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', "not a JSON"),
         # spaces before the brace: the check wants '{' first, so the line-level path reads it
         ('  {"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', None),
-        # a field named rowid, by which the fast path numbers its lines
+        # a field named ordinality, by which the fast path numbers its lines, or rowid
+        (
+            '{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "Ordinality": 1}',
+            None,
+        ),
         ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "RowID": 1}', None),
         # a fingerprint of its own: kept as given, which only the line-level path does
         ('{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "fingerprint": "given"}', None),
     ],
 )
 def test_a_file_with_a_line_the_fast_path_cannot_number_or_load_is_read_line_by_line(
-    tmp_path, monkeypatch, bad, reason
+    tmp_path, monkeypatch, bad, reason, statement_key
 ):
     lines = _queries(2000)
     lines.insert(1000, bad)
@@ -172,3 +176,81 @@ def test_the_check_gives_every_key_of_the_file_however_it_is_spelled(tmp_path):
     n, keys = fastjson._check(path)
     assert n == len(rows)
     assert keys == sorted({"ts", "statement", *odd})
+
+
+def _auth_lines(n: int) -> list[str]:
+    return [
+        json.dumps(
+            {
+                "ts": f"2024-01-19T10:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                "user_id": f"u{i % 17}",
+                "outcome": "failure" if i % 5 == 0 else "success",
+                "request_id": f"r{i}",
+            }
+        )
+        for i in range(1, n + 1)
+    ]
+
+
+def _load_auth(tmp_path, name: str, lines: list[str], *, fast: bool, monkeypatch) -> tuple:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(fastjson, "MIN_BYTES", 0 if fast else 1 << 62)
+    con = db.connect(tmp_path / f"{name}-{fast}.duckdb")
+    result = load.load(con, auth=path)
+    rows = con.execute(
+        "select line, ts, user_id, outcome, request_id from auth_events order by line"
+    ).fetchall()
+    rejects = con.execute("select line, raw, reason from rejects order by line").fetchall()
+    con.close()
+    return result.files[0], rows, rejects
+
+
+@pytest.mark.parametrize(
+    "odd, rejected",
+    [
+        # a decade early: a row like any other, on the fast path as it always was
+        ('{"ts": "2014-01-19T10:31:00Z", "user_id": "u1", "outcome": "success"}', False),
+        # a time that cannot be: a reject, its line alone read again
+        ('{"ts": "2024-13-45T10:31:00Z", "user_id": "u1", "outcome": "success"}', True),
+        ('{"ts": "2024-01-19T10:31:00Z", "user_id": "u1", "outcome": "maybe"}', True),
+    ],
+)
+def test_one_odd_line_costs_itself_not_the_file(tmp_path, monkeypatch, odd, rejected):
+    from analysis.ingest import readers
+
+    plain = _auth_lines(3000)
+    with_odd = plain[:1499] + [odd] + plain[1500:]
+    read_line_by_line = []
+    monkeypatch.setattr(
+        readers,
+        "load_text",
+        lambda *a, f=readers.load_text, **k: read_line_by_line.append(a[2]) or f(*a, **k),
+    )
+    base, base_rows, _ = _load_auth(
+        tmp_path, "plain.jsonl", plain, fast=True, monkeypatch=monkeypatch
+    )
+    fast, rows, rejects = _load_auth(
+        tmp_path, "odd.jsonl", with_odd, fast=True, monkeypatch=monkeypatch
+    )
+    # the fast path kept the file: nothing was read line by line
+    assert read_line_by_line == []
+    # the known answer: the plain file's rows, but for line 1500
+    assert [r for r in rows if r[0] != 1500] == [r for r in base_rows if r[0] != 1500]
+    assert (fast.rows_read, fast.rows_loaded, fast.rows_rejected) == (
+        3000,
+        3000 - rejected,
+        int(rejected),
+    )
+    # and exactly what the line-level path gives for the whole file, the odd line included
+    slow, slow_rows, slow_rejects = _load_auth(
+        tmp_path, "odd.jsonl", with_odd, fast=False, monkeypatch=monkeypatch
+    )
+    assert (rows, rejects) == (slow_rows, slow_rejects)
+    assert (fast.rows_read, fast.rows_loaded, fast.rows_rejected) == (
+        slow.rows_read,
+        slow.rows_loaded,
+        slow.rows_rejected,
+    )
+    assert [r[0] for r in rejects] == ([1500] if rejected else [])
+    assert base.rows_loaded == 3000

@@ -289,7 +289,9 @@ def test_a_long_run_of_lines_crosses_chunk_boundaries_without_losing_one(
 from analysis.ingest.lines import iter_chunks as _orig_iter  # noqa: E402
 
 
-def test_statements_are_fingerprinted_once_per_key_yet_row_by_row(con, tmp_path, monkeypatch):
+def test_statements_are_fingerprinted_once_per_key_yet_row_by_row(
+    con, tmp_path, monkeypatch, statement_key
+):
     from analysis.ingest import lines
 
     monkeypatch.setattr(

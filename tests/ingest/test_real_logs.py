@@ -18,8 +18,10 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from analysis import fingerprint as fingerprints
 from analysis.fingerprint import fingerprint
 from analysis.ingest import loader as load
 from analysis.ingest.formats import pg_common, sshd
@@ -94,7 +96,7 @@ def test_every_postgres_file_is_compared(con):
 
 
 @pytest.mark.parametrize("name", sorted(set(PGBADGER["files"]) - NOT_COMPARABLE))
-def test_postgres_logs_count_as_pgbadger(con, name):
+def test_postgres_logs_count_as_pgbadger(con, statement_key, name):
     real = require_shared()
     peer = PGBADGER["files"][name]
     # no log_line_prefix given: the layout and the prefix come from the lines
@@ -117,7 +119,7 @@ def test_postgres_logs_count_as_pgbadger(con, name):
         assert_fingerprinted_row_by_row(con, fr.source_id)
 
 
-def test_managed_services_logs_as_pgbadger_tests_read_them(con):
+def test_managed_services_logs_as_pgbadger_tests_read_them(con, statement_key):
     # pgbadger's t/03_consistency.t: the Heroku log's CTE durations of database GREEN sum to
     # 21761.546 ms; t/04_advanced.t-era consistency: the Cloud SQL log has 151 connections
     # of user cloudsqladmin to database cloudsqladmin
@@ -147,6 +149,31 @@ def test_managed_services_logs_as_pgbadger_tests_read_them(con):
     )
 
 
+def test_the_native_key_is_the_macros_on_every_statement_of_every_real_log(con):
+    """The native key of every statement of every PostgreSQL and MySQL log is byte for byte the
+    DuckDB macro's, and so is the fingerprint of the key."""
+    real = require_shared()
+    if fingerprints.key_implementation() != "native":
+        pytest.skip("the C extension is not built")
+    names = sorted(set(PGBADGER["files"]) | set(PT_QUERY_DIGEST["files"]))
+    for name in names:
+        fmt = "mysql-slow" if name in PT_QUERY_DIGEST["files"] else "postgres"
+        load_one(con, real / name, query_format=fmt)
+    statements = con.sql(
+        "select statement from db_queries where statement is not null"
+    ).to_arrow_table()["statement"]
+    native = fingerprints.statement_keys(statements)
+    con.register("_native_keys", pa.Table.from_arrays([statements, native], names=["s", "k"]))
+    rows, keys_differ, fingerprints_differ = con.execute(
+        "select count(*), count(*) filter (where k is distinct from fingerprint_key(s)), "
+        "count(*) filter (where fingerprint(k) is distinct from fingerprint(s)) "
+        "from _native_keys"
+    ).fetchall()[0]
+    con.unregister("_native_keys")
+    assert rows > 1_000
+    assert (keys_differ, fingerprints_differ) == (0, 0)
+
+
 def assert_fingerprinted_row_by_row(con, source_id: int) -> None:
     """A load fingerprints one statement per key: each row must still get its own."""
     rows, differ = con.execute(
@@ -158,7 +185,7 @@ def assert_fingerprinted_row_by_row(con, source_id: int) -> None:
     assert differ == 0
 
 
-def test_cloudnativepg_log_against_its_own_records(con):
+def test_cloudnativepg_log_against_its_own_records(con, statement_key):
     # pgBadger 12.0 predates its CloudNativePG reader (upstream commit 5aa95bc, 2022-11-27)
     # and finds 0 queries with -f jsonlog; the expected numbers come from the JSON itself
     real = require_shared()
@@ -210,7 +237,7 @@ def test_a_postgres_log_of_long_statements_is_told_by_its_entries_not_its_lines(
 
 
 @pytest.mark.parametrize("name", sorted(PT_QUERY_DIGEST["files"]))
-def test_mysql_slow_logs_count_as_pt_query_digest(con, name):
+def test_mysql_slow_logs_count_as_pt_query_digest(con, statement_key, name):
     real = require_shared()
     peer = PT_QUERY_DIGEST["files"][name]
     fr = load_one(con, real / name, query_format="mysql-slow")
