@@ -317,7 +317,12 @@ def test_the_explorer_follows_the_selection_in_jupyterlab(page, jupyterlab, expe
     wait_for_table(page, "signals", rows_of(calm, "signals"))
     wait_for_table(page, "fingerprints", rows_of(calm, "fingerprints"))
     assert calm.dimensions.empty  # no system failure in a calm hour: nothing concentrates
-    assert page.locator(".pm-explorer .pm-table-dimensions").inner_text().startswith("no ")
+    # the tables are redrawn one after another: wait for this one too, then read it
+    page.wait_for_function(
+        "() => { const t = document.querySelector('.pm-explorer .pm-table-dimensions');"
+        " return t && t.innerText.startsWith('no '); }",
+        timeout=WAIT_MS,
+    )
     shot(page, "baseline-stretch")
 
     # typed back into the incident

@@ -20,7 +20,7 @@ from tests.conftest import write
 
 BIN = Path(sys.executable).parent
 GOOD = {"ts": "2024-01-19T10:30:00Z", "user_id": "u1", "outcome": "success"}
-FUZZ_EXAMPLES = int(os.environ.get("POSTMORTEM_FUZZ_EXAMPLES", "60"))
+FUZZ_EXAMPLES = int(os.environ.get("POSTMORTEM_FUZZ_EXAMPLES", "40"))
 
 
 def reconciles(result: load.LoadResult) -> bool:

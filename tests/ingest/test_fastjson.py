@@ -145,6 +145,10 @@ def test_the_check_runs_inside_a_jupyter_kernel(tmp_path):
     out: list[str] = []
     try:
         kc.execute_interactive(
+            # with ipywidgets installed DuckDB accepts the setting; the refusal this test is
+            # about is that of a kernel without it (a user's own Jupyter), made here
+            "import sys\n"
+            "sys.modules['ipywidgets'] = None\n"
             "import duckdb\n"
             "from analysis.ingest import fastjson\n"
             "try:\n"

@@ -677,7 +677,7 @@ def test_a_format_of_the_other_kind_or_unknown_is_refused(con, tmp_path):
         load.load(con, auth=f, auth_format="nginx")
 
 
-@pytest.mark.parametrize("chunk_bytes", [40, 150, 1000])
+@pytest.mark.parametrize("chunk_bytes", [40, 1000])
 @pytest.mark.parametrize(
     ("fmt", "name", "text"),
     [
