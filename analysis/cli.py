@@ -181,9 +181,13 @@ def _load_parser(sub: argparse._SubParsersAction) -> None:
         help="load logs into a DuckDB file and count what was rejected",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=formats_text(),
-        description="Load inputs into a DuckDB file (created if missing) in one "
-        "transaction. Bad rows go to the 'rejects' table with file, line and "
-        "reason; a file loaded before (same SHA-256) is not loaded again.",
+        description=textwrap.fill(
+            "Load inputs into a DuckDB file (created if missing) in one transaction. Bad rows "
+            "go to the 'rejects' table with file, line and reason; a file loaded before (same "
+            "SHA-256) is not loaded again. With --preview N nothing is written: each input's "
+            "first N records are shown as a load would map them.",
+            88,
+        ),
     )
     p.add_argument(
         "--database", type=Path, default=None, help="DuckDB file [default: data/incident.duckdb]"
@@ -205,12 +209,15 @@ def _definition_parser(sub: argparse._SubParsersAction) -> None:
         "definition",
         help="print a starter source definition for a log no format knows",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Read the first records of a JSON or CSV sign-in log and print a commented "
-        "YAML source definition: where the records are, the time field and its unit, the user "
-        "field, the outcome with each value mapped (or '?' for you to decide), the field that "
-        "tells attempts from other events. Edit it, check it with `postmortem load --auth FILE "
-        "--auth-format IT.yaml --preview 20`, and put it in definitions/ of the incident folder "
-        "so that auto tries it.",
+        description=textwrap.fill(
+            "Read the first records of a JSON or CSV sign-in log and print a commented YAML "
+            "source definition: where the records are, the time field and its unit, the user "
+            "field, the outcome with each value mapped (or '?' for you to decide), the field "
+            "that tells attempts from other events. Edit it, check it with `postmortem load "
+            "--auth FILE --auth-format IT.yaml --preview 20`, and put it in definitions/ of the "
+            "incident folder so that auto tries it.",
+            88,
+        ),
         epilog="example:\n  postmortem definition exports/signins.json > definitions/signins.yaml",
     )
     p.add_argument("file", type=Path, help="a sign-in log (JSON Lines, a JSON document or CSV)")
