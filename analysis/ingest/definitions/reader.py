@@ -19,11 +19,12 @@ the rest go through the same validation as every other input (:func:`validate.st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from analysis import db, kinds
 from analysis.errors import UnreadableFile
@@ -197,16 +198,9 @@ def load_definition(
     lines.refuse_binary(path, f"a {d.title} log")
     if kind.name != d.kind:
         raise UnreadableFile(f"{path}: {d.name} logs hold {d.kind}, not {kind.name}")
-    d = _with_login_paths(d, opts)
-    document = d.input == "json" and is_document(path)
-    header = csv_header(path, d) if d.input == "csv" else None
-    bind = Binder()
-    sql, extras = _stage_sql(d, bind, document=document, header=header)
-    values = {**bind.values, "keep": RAW_KEEP_CHARS}
-    chunks = document_chunk(path) if document else lines.iter_chunks(path)
-    for chunk in chunks:
-        table = db.batched(chunk.table)
-        staged = db.scratch_sql(con, sql, values, _chunk=table).to_arrow_table()
+    stage = _staging(d, path, opts)
+    d, document, extras = stage.definition, stage.document, stage.extras
+    for staged in _staged_chunks(con, stage, path):
         # the staged records are the next query's _chunk (see db.scratch_sql)
         skipped = db.scratch_sql(
             con,
@@ -254,6 +248,36 @@ def load_definition(
         res.notes.append(f"{res.rows_skipped:,} {noun} ({shown}{more})")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Staging:
+    """The staging query of a definition for one file, and what it was built from."""
+
+    definition: Definition
+    document: bool
+    extras: list[str]
+    sql: str
+    values: dict[str, object]
+
+
+def _staging(d: Definition, path: Path, opts: ReadOptions) -> _Staging:
+    """The query that stages ``path``'s records as ``d`` reads them with the load's options."""
+    d = _with_login_paths(d, opts)
+    document = d.input == "json" and is_document(path)
+    header = csv_header(path, d) if d.input == "csv" else None
+    bind = Binder()
+    sql, extras = _stage_sql(d, bind, document=document, header=header)
+    return _Staging(d, document, extras, sql, {**bind.values, "keep": RAW_KEEP_CHARS})
+
+
+def _staged_chunks(
+    con: duckdb.DuckDBPyConnection, stage: _Staging, path: Path
+) -> Iterator[pa.Table]:
+    """Each chunk of ``path`` staged: its records with their fields and skip kind."""
+    for chunk in document_chunk(path) if stage.document else lines.iter_chunks(path):
+        table = db.batched(chunk.table)
+        yield db.scratch_sql(con, stage.sql, stage.values, _chunk=table).to_arrow_table()
+
+
 def _with_login_paths(d: Definition, opts: ReadOptions) -> Definition:
     """The definition with the load's ``--login-path`` prefixes as its attempt rule, when
     its attempts are requests to login paths."""
@@ -269,15 +293,8 @@ def skip_kinds(
 ) -> dict[int, str]:
     """Why each record of ``path`` that is not an attempt is skipped, by record number, as
     :func:`load_definition` counts them (for a preview: nothing is written)."""
-    d = _with_login_paths(d, opts)
-    document = d.input == "json" and is_document(path)
-    header = csv_header(path, d) if d.input == "csv" else None
-    bind = Binder()
-    sql, _ = _stage_sql(d, bind, document=document, header=header)
-    values = {**bind.values, "keep": RAW_KEEP_CHARS}
     out: dict[int, str] = {}
-    for chunk in document_chunk(path) if document else lines.iter_chunks(path):
-        staged = db.scratch_sql(con, sql, values, _chunk=db.batched(chunk.table)).to_arrow_table()
+    for staged in _staged_chunks(con, _staging(d, path, opts), path):
         found = db.scratch_sql(
             con, "select line, skip_kind from _chunk where skip_kind is not null", _chunk=staged
         ).fetchall()
