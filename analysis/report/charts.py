@@ -195,17 +195,7 @@ def plot_overview(
     t = pd.to_datetime(series["bucket"])
     for ax, panel in zip(axes, panels, strict=True):
         if panel == "error_rate":
-            ax.stackplot(
-                t,
-                100 * series["system_error_rate"].fillna(0).astype(float),
-                100 * series["user_error_rate"].fillna(0).astype(float),
-                colors=[SYSTEM, USER],
-                labels=["system errors", "user errors"],
-                alpha=0.85,
-                lw=0,
-            )
-            ax.set_ylabel("auth error rate (%)")
-            ax.set_ylim(0, max(5, 100 * float(series["error_rate"].fillna(0).max()) * 1.25 + 10))
+            _error_rate(ax, t, series, headroom=10)
         elif panel == "queries_per_auth":
             ax.plot(t, series["queries_per_auth"].astype(float), color=QUERY, lw=1.2)
             ax.set_ylabel("DB queries per auth attempt")
@@ -228,6 +218,22 @@ def plot_overview(
     return fig
 
 
+def _error_rate(ax: Axes, t: pd.Series, series: pd.DataFrame, *, headroom: float) -> None:
+    """The auth error rate as system and user errors stacked, in percent, with room above
+    the highest bucket (``headroom`` points) for the annotations of its chart."""
+    ax.stackplot(
+        t,
+        100 * series["system_error_rate"].fillna(0).astype(float),
+        100 * series["user_error_rate"].fillna(0).astype(float),
+        colors=[SYSTEM, USER],
+        labels=["system errors", "user errors"],
+        alpha=0.85,
+        lw=0,
+    )
+    ax.set_ylabel("auth error rate (%)")
+    ax.set_ylim(0, max(5, 100 * float(series["error_rate"].fillna(0).max()) * 1.25 + headroom))
+
+
 SELECTION = "#2c7fb8"
 BASELINE = "#7f8c8d"
 
@@ -247,17 +253,7 @@ def plot_selection(
     ``selection`` and ``baseline``, so that an interactive chart can move them."""
     fig, ax = _new(ax, (11, 3.2))
     t = pd.to_datetime(series["bucket"])
-    ax.stackplot(
-        t,
-        100 * series["system_error_rate"].fillna(0).astype(float),
-        100 * series["user_error_rate"].fillna(0).astype(float),
-        colors=[SYSTEM, USER],
-        labels=["system errors", "user errors"],
-        alpha=0.85,
-        lw=0,
-    )
-    ax.set_ylabel("auth error rate (%)")
-    ax.set_ylim(0, max(5, 100 * float(series["error_rate"].fillna(0).max()) * 1.25 + 5))
+    _error_rate(ax, t, series, headroom=5)
     shade_windows(ax, declared=declared)
     lo, hi = baseline if baseline is not None else selection
     base = ax.axvspan(lo, hi, color=BASELINE, alpha=0.25, lw=0, label="baseline")
