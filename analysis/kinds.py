@@ -74,7 +74,9 @@ KINDS = {k.name: k for k in (AUTH, QUERIES, TIMELINE)}
 
 
 #: columns of ours that a data column may not take the name of
-RESERVED = {"source_id", "line", "raw", "reason", "pre_reason", "not_json", "fp_key"}
+RESERVED = {
+    "source_id", "line", "raw", "reason", "pre_reason", "not_json", "fp_key", "keyed", "rowid"
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -150,15 +150,27 @@ def csv_records(
 
 
 def extras_from(names: Iterable[str], kind: Kind, state: dict) -> list[str]:
-    """Extra columns to keep: plain identifiers that are not fields of ours."""
+    """Extra columns to keep: plain identifiers that are not fields of ours.
+
+    DuckDB's names ignore case, so a name is compared in lower case: ``FP_key`` would stand
+    in the place of the load's own ``fp_key`` and ``TS`` of the table's ``ts``."""
     extras = list(state.get("extras", []))
+    taken = {n.lower() for n in extras}
     for n in names:
         if n in kind.fields or n in extras:
             continue
-        if n in RESERVED or not db.is_identifier(n) or n.startswith("f_"):
+        low = n.lower()
+        if (
+            low in RESERVED
+            or low in kind.fields
+            or low in taken
+            or not db.is_identifier(n)
+            or low.startswith("f_")
+        ):
             state.setdefault("skipped_columns", set()).add(n)
             continue
         extras.append(n)
+        taken.add(low)
     return extras
 
 

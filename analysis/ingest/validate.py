@@ -51,10 +51,12 @@ def ts_expr(col: str, *, utc: bool) -> str:
         end))"""
         # ISO text in UTC as logs write it (a digit first, Z last: nothing to trim, no zone
         # name) is cast as it is, before any string function (a quarter of the expression's
-        # cost); what that cast cannot read takes the whole expression
+        # cost), and to a plain timestamp, which reads the Z as UTC without the time zone
+        # library (0.3 s for 5.5M rows against 0.7 s); what that cast cannot read takes the
+        # whole expression
         return (
             f"case when ends_with({col}, 'Z') and ascii({col}) between 48 and 57 "
-            f"then coalesce(timezone('UTC', try_cast({col} as timestamptz)), {read}) "
+            f"then coalesce(try_cast({col} as timestamp), {read}) "
             f"else {read} end"
         )
     return rf"""
@@ -66,12 +68,15 @@ def ts_expr(col: str, *, utc: bool) -> str:
         end)"""
 
 
-def validation_sql(kind: Kind, rec: Records, *, utc: bool, native_key: bool = False) -> str:
+def validation_sql(
+    kind: Kind, rec: Records, *, utc: bool, native_key: bool = False, keyed_column: bool = False
+) -> str:
     """The query from the records to ``_checked``: typed columns and a reject reason.
 
     Of a query log, ``fp_key`` is the statement's key (the ``fingerprint_key`` macro) where
     the row needs a fingerprint; with ``native_key`` it is left to the caller, and ``keyed``
-    says which rows need one (see :func:`with_native_keys`)."""
+    says which rows need one (see :func:`with_native_keys`); with ``keyed_column`` the
+    records carry every statement's key as ``fp_key`` already."""
     extras = rec.extras
     f = {n: db.quote_identifier("f_" + n) for n in list(kind.fields) + extras}
     typed = [f"{ts_expr(f['ts'], utc=utc)} as ts"]
@@ -120,8 +125,8 @@ def validation_sql(kind: Kind, rec: Records, *, utc: bool, native_key: bool = Fa
         )
     for n in extras:
         typed.append(f"{f[n]} as {db.quote_identifier(n)}")
-    kept = _kept_columns(kind, extras, native_key=native_key)
-    raw_fields = ", ".join(f.values())
+    kept = _kept_columns(kind, extras, native_key=native_key, keyed_column=keyed_column)
+    raw_fields = ", ".join(f.values()) + (", fp_key" if keyed_column else "")
     return f"""
         with _rec as (
             {rec.sql}
@@ -140,14 +145,18 @@ def validation_sql(kind: Kind, rec: Records, *, utc: bool, native_key: bool = Fa
     """  # noqa: S608 - identifiers are from the fixed field lists or checked
 
 
-def _kept_columns(kind: Kind, extras: list[str], *, native_key: bool) -> list[str]:
+def _kept_columns(
+    kind: Kind, extras: list[str], *, native_key: bool, keyed_column: bool
+) -> list[str]:
     """The columns of ``_checked`` (see :func:`validation_sql`)."""
     kept = ["line"] + [db.quote_identifier(n) for n in list(kind.fields) + extras] + ["reason"]
     # the raw text is carried for rejects only, and the fingerprint's key for rows that
     # need one: materializing a copy of every line cost more than all the parsing
     kept.append("case when reason is not null then raw end as raw")
     kept.append("pre_reason in ('broken JSON', 'not a JSON object') as not_json")
-    if kind is QUERIES and native_key:
+    if kind is QUERIES and keyed_column:
+        kept.append("case when reason is null and fingerprint is null then fp_key end as fp_key")
+    elif kind is QUERIES and native_key:
         kept.append("reason is null and fingerprint is null as keyed")
     elif kind is QUERIES:
         kept.append(

@@ -74,7 +74,12 @@ def test_a_clean_file_loads_the_same_rows_lines_and_fingerprints_on_both_paths(
         ('\t{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', "not a JSON"),
         # spaces before the brace: the check wants '{' first, so the line-level path reads it
         ('  {"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s"}', None),
-        # a field named ordinality, by which the fast path numbers its lines, or rowid
+        # a field named rowid, by which the fast path numbers its lines, or fp_key, in which
+        # it keys statements, or ordinality, by which it once numbered them
+        (
+            '{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "FP_key": "k"}',
+            None,
+        ),
         (
             '{"ts": "2024-01-19T10:00:00Z", "duration_ms": 1, "statement": "s", "Ordinality": 1}',
             None,
@@ -124,13 +129,55 @@ def test_a_compressed_file_takes_the_line_level_path(tmp_path, monkeypatch):
     _assert_read_line_by_line(path, monkeypatch)
 
 
-def test_a_file_larger_than_the_fast_paths_limit_takes_the_line_level_path(tmp_path, monkeypatch):
-    # a whole 12.3 GB file in one ordered insert ran out of the 3 GB memory limit
-    path = tmp_path / "q.jsonl"
-    path.write_text("\n".join(_queries(100)) + "\n", encoding="utf-8")
-    monkeypatch.setattr(fastjson, "MIN_BYTES", 0)
-    monkeypatch.setattr(fastjson, "MAX_BYTES", path.stat().st_size - 1)
-    _assert_read_line_by_line(path, monkeypatch)
+@pytest.mark.parametrize("part_bytes", [40_000, 150_000])
+def test_a_file_larger_than_a_part_is_staged_in_parts_with_the_same_rows_and_lines(
+    tmp_path, monkeypatch, part_bytes
+):
+    # a whole 12.3 GB file in one insert ran out of the 3 GB memory limit: a large file is
+    # read a part at a time, each part's lines numbered on from the last; a line that fails
+    # falls in a later part, an extra field only in another
+    lines = _queries(3000)
+    lines.insert(2500, '{"ts": "yesterday", "duration_ms": 1, "statement": "s"}')
+    parts = []
+    real_stage = fastjson._stage
+    monkeypatch.setattr(
+        fastjson,
+        "_stage",
+        lambda con, kind, p, *rest: parts.append(p) or real_stage(con, kind, p, *rest),
+    )
+    monkeypatch.setattr(fastjson, "PART_BYTES", part_bytes)
+    fast, fast_rows, fast_rejects = _load(
+        tmp_path, "q.jsonl", lines, fast=True, monkeypatch=monkeypatch
+    )
+    slow, slow_rows, slow_rejects = _load(
+        tmp_path, "q.jsonl", lines, fast=False, monkeypatch=monkeypatch
+    )
+    size = (tmp_path / "q.jsonl").stat().st_size
+    assert len(parts) == -(-size // part_bytes) > 1
+    assert (fast.rows_read, fast.rows_loaded, fast.rows_rejected) == (3001, 3000, 1)
+    assert fast_rows == slow_rows and fast_rejects == slow_rejects
+    assert fast_rejects[0][0] == 2501 and "unparseable" in fast_rejects[0][2]
+    assert fast_rows[-1][0] == 3001 and fast_rows[-1][5] == "r3000"
+    # every part's file was removed with its folder
+    assert not any(p.exists() for p in parts)
+
+
+def test_a_file_whose_rows_do_not_match_its_lines_is_forgotten_and_read_line_by_line(
+    tmp_path, monkeypatch
+):
+    # the check makes every line one row; were read_json ever to give one row fewer, the
+    # rows stored from the file would be misnumbered, so they go and the line-level path
+    # reads the file
+    real_stage = fastjson._stage
+    monkeypatch.setattr(
+        fastjson, "_stage", lambda *a: (lambda t: t.slice(0, t.num_rows - 1))(real_stage(*a))
+    )
+    monkeypatch.setattr(fastjson, "PART_BYTES", 40_000)
+    lines = _queries(3000)
+    fast, fast_rows, _ = _load(tmp_path, "q.jsonl", lines, fast=True, monkeypatch=monkeypatch)
+    assert (fast.rows_read, fast.rows_loaded) == (3000, 3000)
+    assert [r[0] for r in fast_rows] == list(range(1, 3001))
+    assert all(r[5] == f"r{r[0]}" for r in fast_rows)
 
 
 def test_the_check_runs_inside_a_jupyter_kernel(tmp_path):
