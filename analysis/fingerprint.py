@@ -67,6 +67,8 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 
 import duckdb
 import pyarrow as pa
@@ -255,12 +257,17 @@ def statement_keys(
         The keys as large_string, chunked as ``statements`` is (a table's columns keep one
         layout), byte-identical to the macro's.
     """
-    out, at = [], 0
-    for chunk in statements.chunks:
-        n = len(chunk)
-        out.append(_keys_of(chunk, None if keyed is None else keyed.slice(at, n).combine_chunks()))
-        at += n
-    return pa.chunked_array(out, pa.large_string())
+    starts = accumulate((len(c) for c in statements.chunks), initial=0)
+    jobs = [
+        (chunk, None if keyed is None else keyed.slice(at, len(chunk)).combine_chunks())
+        for chunk, at in zip(statements.chunks, starts, strict=False)
+    ]
+    if len(jobs) < 2:
+        return pa.chunked_array([_keys_of(*job) for job in jobs], pa.large_string())
+    # the C part runs without the GIL: the chunks are keyed side by side, one per core
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        keyed_chunks = list(pool.map(lambda job: _keys_of(*job), jobs))
+    return pa.chunked_array(keyed_chunks, pa.large_string())
 
 
 def _keys_of(chunk: pa.Array, keyed: pa.Array | None = None) -> pa.Array:

@@ -85,6 +85,16 @@ def test_every_target_key_is_at_the_top_with_its_rows_and_a_verdict():
     assert "held (0.12" in lines["statement_key_share"]
 
 
+def test_the_native_keys_share_is_its_own_time_over_the_floor():
+    # the native key runs on the Arrow rows a load has read: timed on its own, not as the
+    # difference of two stores (the fallback macro runs in the scan, so its share is that)
+    measured = bench._key_named("key_s 2.5\nnative\n")
+    assert measured == {"statement_key": "native", "key_s": 2.5}
+    size = {**_size(3.0), "floor_queries_key": _m(30.0, **measured)}
+    assert bench._key_share(size) == 0.125  # 2.5 ÷ 20, not (30 - 18) ÷ 20
+    assert bench._key_named("duckdb\n") == {"statement_key": "duckdb"}
+
+
 def test_a_peer_that_was_not_measured_says_so_and_is_neither_held_nor_missed():
     top = bench.headline([_size(1.2, peers_measured=False)], {}, {"skipped": "no pgbadger"})
     lines = bench.targets([_size(1.2)], top)
