@@ -305,3 +305,15 @@ def test_one_odd_line_costs_itself_not_the_file(tmp_path, monkeypatch, odd, reje
     )
     assert [r[0] for r in rejects] == ([1500] if rejected else [])
     assert base.rows_loaded == 3000
+
+
+def test_a_field_named_as_one_of_ours_in_another_case_is_not_kept_as_an_extra_column():
+    # DuckDB's names ignore case: "TS" would stand in the table's ts, "FP_key" in the load's
+    # own key, "Shard" after "shard" in the same column
+    from analysis.ingest.readers import extras_from
+    from analysis.kinds import QUERIES
+
+    state: dict = {}
+    names = ["ts", "shard", "TS", "FP_key", "Shard", "RowID", "region"]
+    assert extras_from(names, QUERIES, state) == ["shard", "region"]
+    assert state["skipped_columns"] == {"TS", "FP_key", "Shard", "RowID"}
