@@ -165,19 +165,6 @@ def _staged_records(kind: Kind, names: list[str], extras: list[str]) -> Records:
     )
 
 
-def _fingerprint_staged(con: duckdb.DuckDBPyConnection, staged: pa.Table) -> None:
-    """Nothing; adds the fingerprint of each staged key to ``_fp_keys``, computed once per
-    key (the insert then joins them: updating every stored row cost a second write)."""
-    con.execute("create temp table if not exists _fp_keys (fp_key varchar, fingerprint varchar)")
-    db.scratch_sql(
-        con,
-        "insert into _fp_keys select fp_key, fingerprint(fp_key) from "
-        "(select distinct fp_key from _chunk where fp_key is not null) "
-        "where fp_key not in (select fp_key from _fp_keys)",
-        _chunk=staged,
-    )
-
-
 def _insert_valid(
     con: duckdb.DuckDBPyConnection,
     kind: Kind,
@@ -260,7 +247,9 @@ def _parts(path: Path, size: int) -> Iterator[Iterator[Path]]:
 
         def parts() -> Iterator[Path]:
             part = Path(tmp) / path.name
-            with open(path, "rb") as src:
+            # unbuffered: the copy moves the descriptor's position, which a buffered
+            # reader would not know of
+            with open(path, "rb", buffering=0) as src:
                 start = 0
                 while start < size:
                     src.seek(min(start + PART_BYTES, size))
@@ -303,7 +292,9 @@ def _load_part(
     names, extras = fields
     staged = _stage(con, kind, part, names, offset)
     if kind is QUERIES:
-        _fingerprint_staged(con, staged)
+        # each new key fingerprinted once, as the line-level path does for a chunk; the
+        # insert then joins them (updating every stored row cost a second write)
+        validate.fingerprint_keys(con, staged)
     loaded = _insert_valid(con, kind, res, opts, _staged_records(kind, names, extras), staged)
     return staged.num_rows, loaded
 

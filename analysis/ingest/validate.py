@@ -195,7 +195,7 @@ def store(
     target, select = insert_columns(kind, extras, fingerprint="k.fingerprint")
     source = "_checked c"
     if kind is QUERIES:
-        _fingerprint_keys(con, checked)
+        fingerprint_keys(con, checked)
         source += " left join _fp_keys k on c.fp_key = k.fp_key"
     db.scratch_sql(
         con,
@@ -260,7 +260,7 @@ def insert_columns(kind: Kind, extras: list[str], *, fingerprint: str) -> tuple[
     return target, ", ".join(select)
 
 
-def _fingerprint_keys(con: duckdb.DuckDBPyConnection, checked: pa.Table) -> None:
+def fingerprint_keys(con: duckdb.DuckDBPyConnection, checked: pa.Table) -> None:
     """Fingerprint each statement key of ``_checked`` not yet in ``_fp_keys``.
 
     Statements that differ only in their literals share a key (see
